@@ -1,0 +1,102 @@
+//! The client connection during pre-authentication: the stream, a bounded
+//! line reader, the peer's addresses and the pre-auth deadline. Both
+//! protocol front-ends drive one of these.
+
+use crate::line::{Line, LineReader};
+use crate::stream::{ClientStream, MaybeTls};
+use std::io;
+use std::net::SocketAddr;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+/// What the client sent next.
+#[derive(Debug)]
+pub enum Input {
+    Line(Vec<u8>),
+    TooLong,
+    Closed,
+    /// The pre-authentication deadline passed.
+    TimedOut,
+}
+
+pub struct Client {
+    pub stream: ClientStream,
+    reader: LineReader,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    deadline: Instant,
+    tls_handshake_timeout: std::time::Duration,
+}
+
+impl Client {
+    pub fn new(
+        stream: ClientStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        max_line: usize,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            stream,
+            reader: LineReader::new(max_line),
+            peer,
+            local,
+            deadline,
+            tls_handshake_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    pub fn info(&self) -> crate::upstream::ClientInfo {
+        crate::upstream::ClientInfo {
+            peer: self.peer,
+            local: self.local,
+        }
+    }
+
+    pub async fn read_line(&mut self) -> Input {
+        match tokio::time::timeout_at(self.deadline, self.reader.read_line(&mut self.stream)).await
+        {
+            Err(_) => Input::TimedOut,
+            Ok(Err(_)) | Ok(Ok(Line::Eof)) => Input::Closed,
+            Ok(Ok(Line::TooLong)) => Input::TooLong,
+            Ok(Ok(Line::Data(l))) => Input::Line(l),
+        }
+    }
+
+    /// Reads exactly `n` bytes (an IMAP literal); `None` on EOF or timeout.
+    pub async fn read_exact(&mut self, n: usize) -> Option<Vec<u8>> {
+        tokio::time::timeout_at(self.deadline, self.reader.read_exact(&mut self.stream, n))
+            .await
+            .ok()?
+            .ok()?
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Upgrades to TLS. Plaintext the client sent behind STARTTLS is
+    /// discarded, never interpreted after the handshake.
+    pub async fn start_tls(mut self, acceptor: &TlsAcceptor) -> io::Result<Client> {
+        self.reader.discard_buffered();
+        let MaybeTls::Plain(tcp) = self.stream else {
+            return Err(io::Error::other("TLS is already active"));
+        };
+        let tls = tokio::time::timeout(self.tls_handshake_timeout, acceptor.accept(tcp))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        self.stream = MaybeTls::Tls(Box::new(tls));
+        Ok(self)
+    }
+
+    /// Bytes the client pipelined past its last command (for the relay).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        self.reader.take_buffered()
+    }
+}

@@ -1,0 +1,576 @@
+//! Typed, validated configuration.
+//!
+//! `raw` mirrors the TOML file; [`Config::from_raw`] checks every value,
+//! resolves `%{env:NAME}%` / `%{file:PATH}%` secrets and cross-checks the
+//! names listeners refer to. A `Config` that exists is usable: the rest of the
+//! program never re-validates it. Errors name the offending key.
+
+pub mod raw;
+pub mod units;
+
+use crate::secret::Secret;
+use raw::{RawConfig, RawDirectory, RawListener, RawUpstream};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration error, naming the key it is about.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "`{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub listeners: Vec<Listener>,
+    pub upstreams: BTreeMap<String, Upstream>,
+    pub directories: BTreeMap<String, Directory>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub hostname: String,
+    pub tls: Option<TlsFiles>,
+    pub limits: Limits,
+    pub log_json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub pre_auth_timeout: Duration,
+    pub max_line: usize,
+    pub max_auth_failures: u32,
+    pub auth_failure_delay: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            pre_auth_timeout: Duration::from_secs(60),
+            max_line: 64 * 1024,
+            max_auth_failures: 3,
+            auth_failure_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Imap,
+    Smtp,
+}
+
+/// How a listener (or an upstream) uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    StartTls,
+    Implicit,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub protocol: Protocol,
+    pub binds: Vec<SocketAddr>,
+    pub tls: TlsMode,
+    pub directory: String,
+    pub upstream: String,
+    pub password_passthrough: bool,
+    pub xoauth2_error_status: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    /// `host:port` as configured (resolved at connect time).
+    pub address: String,
+    pub tls: TlsMode,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_name: String,
+    pub login: UpstreamLogin,
+    pub identity: IdentityField,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamLogin {
+    /// SASL PLAIN with authzid = the user, authcid/password = the master credentials.
+    MasterUser { username: String, secret: Secret },
+    /// Postfix XCLIENT LOGIN=<user> (SMTP only).
+    Xclient,
+}
+
+/// Which resolved field names the user at the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityField {
+    Username,
+    Email,
+}
+
+#[derive(Debug, Clone)]
+pub struct Directory {
+    pub name: String,
+    pub timeout: Duration,
+    pub endpoint: Endpoint,
+    pub fields: Fields,
+    pub required_scope: Option<String>,
+    pub issuer: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    UserInfo { url: String },
+    Introspect { url: String, auth: IntrospectAuth },
+}
+
+/// Client authentication towards an RFC 7662 introspection endpoint
+/// (Stalwart's `auth.method`).
+#[derive(Debug, Clone)]
+pub enum IntrospectAuth {
+    None,
+    Basic {
+        username: String,
+        secret: Secret,
+    },
+    Token {
+        token: Secret,
+    },
+    /// The token being introspected is itself the bearer credential.
+    UserToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fields {
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub full_name: Option<String>,
+}
+
+impl Config {
+    /// Reads, parses and validates the configuration file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            ConfigError::new(
+                "",
+                format!("invalid configuration: {}", e.to_string().trim_end()),
+            )
+        })?;
+        Self::from_raw(raw)
+    }
+
+    pub fn from_raw(raw: RawConfig) -> Result<Config> {
+        let server = server(raw.server)?;
+        let directories = raw
+            .directory
+            .into_iter()
+            .map(|(name, d)| Ok((name.clone(), directory(&name, d)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let upstreams = raw
+            .upstream
+            .into_iter()
+            .map(|(name, u)| Ok((name.clone(), upstream(&name, u)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let listeners = raw
+            .listener
+            .into_iter()
+            .map(|(name, l)| listener(&name, l))
+            .collect::<Result<Vec<_>>>()?;
+        if listeners.is_empty() {
+            return Err(ConfigError::new("listener", "no listener is configured"));
+        }
+        for l in &listeners {
+            let key = |k: &str| format!("listener.{}.{k}", l.name);
+            if !directories.contains_key(&l.directory) {
+                return Err(ConfigError::new(
+                    key("directory"),
+                    format!("no [directory.{}] is configured", l.directory),
+                ));
+            }
+            let Some(up) = upstreams.get(&l.upstream) else {
+                return Err(ConfigError::new(
+                    key("upstream"),
+                    format!("no [upstream.{}] is configured", l.upstream),
+                ));
+            };
+            if l.tls != TlsMode::None && server.tls.is_none() {
+                return Err(ConfigError::new(
+                    key("tls"),
+                    "a TLS listener needs [server.tls] cert and key",
+                ));
+            }
+            if l.protocol == Protocol::Imap && matches!(up.login, UpstreamLogin::Xclient) {
+                return Err(ConfigError::new(
+                    format!("upstream.{}.login.method", up.name),
+                    format!(
+                        "\"xclient\" is SMTP only, but IMAP listener `{}` uses it",
+                        l.name
+                    ),
+                ));
+            }
+        }
+        Ok(Config {
+            server,
+            listeners,
+            upstreams,
+            directories,
+        })
+    }
+}
+
+fn server(raw: raw::RawServer) -> Result<Server> {
+    let hostname = match raw.hostname {
+        Some(h) if !h.trim().is_empty() && !h.contains(char::is_whitespace) => h,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "server.hostname",
+                "must be a host name without spaces",
+            ))
+        }
+        None => machine_hostname(),
+    };
+    let tls = raw.tls.map(|t| TlsFiles {
+        cert: PathBuf::from(t.cert),
+        key: PathBuf::from(t.key),
+    });
+    let mut limits = Limits::default();
+    let l = raw.limits;
+    if let Some(v) = l.pre_auth_timeout {
+        limits.pre_auth_timeout = duration("server.limits.pre-auth-timeout", &v)?;
+    }
+    if let Some(v) = l.max_line {
+        limits.max_line =
+            units::parse_size(&v).map_err(|e| ConfigError::new("server.limits.max-line", e))?;
+        if limits.max_line < 1024 {
+            return Err(ConfigError::new(
+                "server.limits.max-line",
+                "must be at least 1KiB",
+            ));
+        }
+    }
+    if let Some(v) = l.max_auth_failures {
+        if v == 0 {
+            return Err(ConfigError::new(
+                "server.limits.max-auth-failures",
+                "must be at least 1",
+            ));
+        }
+        limits.max_auth_failures = v;
+    }
+    if let Some(v) = l.auth_failure_delay {
+        limits.auth_failure_delay = duration("server.limits.auth-failure-delay", &v)?;
+    }
+    let log_json = match raw.log_format.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "server.log-format",
+                format!("`{other}` is not one of \"text\", \"json\""),
+            ))
+        }
+    };
+    Ok(Server {
+        hostname,
+        tls,
+        limits,
+        log_json,
+    })
+}
+
+fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn listener(name: &str, raw: RawListener) -> Result<Listener> {
+    let key = |k: &str| format!("listener.{name}.{k}");
+    let protocol = match raw.protocol.as_str() {
+        "imap" => Protocol::Imap,
+        "smtp" => Protocol::Smtp,
+        other => {
+            return Err(ConfigError::new(
+                key("protocol"),
+                format!("`{other}` is not one of \"imap\", \"smtp\""),
+            ))
+        }
+    };
+    let binds = raw
+        .bind
+        .into_vec()
+        .iter()
+        .map(|b| {
+            b.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    key("bind"),
+                    format!("`{b}` is not an address like \"[::]:993\" or \"0.0.0.0:993\""),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if binds.is_empty() {
+        return Err(ConfigError::new(key("bind"), "needs at least one address"));
+    }
+    let tls = tls_mode(&key("tls"), raw.tls.as_deref())?;
+    let xoauth2_error_status = raw
+        .xoauth2_error_status
+        .unwrap_or_else(|| "400".to_string());
+    if !matches!(xoauth2_error_status.as_str(), "400" | "401" | "403") {
+        return Err(ConfigError::new(
+            key("xoauth2-error-status"),
+            "must be \"400\", \"401\" or \"403\"",
+        ));
+    }
+    Ok(Listener {
+        name: name.to_string(),
+        protocol,
+        binds,
+        tls,
+        directory: raw.directory,
+        upstream: raw.upstream,
+        password_passthrough: raw.password_passthrough,
+        xoauth2_error_status,
+    })
+}
+
+fn tls_mode(key: &str, value: Option<&str>) -> Result<TlsMode> {
+    match value {
+        None | Some("none") => Ok(TlsMode::None),
+        Some("starttls") => Ok(TlsMode::StartTls),
+        Some("implicit") => Ok(TlsMode::Implicit),
+        Some(other) => Err(ConfigError::new(
+            key,
+            format!("`{other}` is not one of \"none\", \"starttls\", \"implicit\""),
+        )),
+    }
+}
+
+fn upstream(name: &str, raw: RawUpstream) -> Result<Upstream> {
+    let key = |k: &str| format!("upstream.{name}.{k}");
+    let host = raw
+        .address
+        .rsplit_once(':')
+        .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string())
+        .ok_or_else(|| {
+            ConfigError::new(
+                key("address"),
+                format!("`{}` is not host:port", raw.address),
+            )
+        })?;
+    let tls = tls_mode(&key("tls"), raw.tls.as_deref())?;
+    let login = match raw.login {
+        None => {
+            return Err(ConfigError::new(
+                key("login.method"),
+                "is required (\"master-user\" or \"xclient\")",
+            ))
+        }
+        Some(l) => match l.method.as_str() {
+            "master-user" => {
+                let username = l.username.filter(|u| !u.is_empty()).ok_or_else(|| {
+                    ConfigError::new(key("login.username"), "is required for master-user")
+                })?;
+                let secret = l.secret.ok_or_else(|| {
+                    ConfigError::new(key("login.secret"), "is required for master-user")
+                })?;
+                UpstreamLogin::MasterUser {
+                    username,
+                    secret: resolve_secret(&key("login.secret"), &secret)?,
+                }
+            }
+            "xclient" => UpstreamLogin::Xclient,
+            other => {
+                return Err(ConfigError::new(
+                    key("login.method"),
+                    format!("`{other}` is not one of \"master-user\", \"xclient\""),
+                ))
+            }
+        },
+    };
+    let identity = match raw.identity.as_deref() {
+        None | Some("username") => IdentityField::Username,
+        Some("email") => IdentityField::Email,
+        Some(other) => {
+            return Err(ConfigError::new(
+                key("identity"),
+                format!("`{other}` is not one of \"username\", \"email\""),
+            ))
+        }
+    };
+    let connect_timeout = match raw.connect_timeout {
+        Some(v) => duration(&key("connect-timeout"), &v)?,
+        None => Duration::from_secs(10),
+    };
+    Ok(Upstream {
+        name: name.to_string(),
+        address: raw.address,
+        tls,
+        tls_ca: raw.tls_ca.map(PathBuf::from),
+        tls_name: raw.tls_name.unwrap_or(host),
+        login,
+        identity,
+        connect_timeout,
+    })
+}
+
+fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
+    let key = |k: &str| format!("directory.{name}.{k}");
+    if raw.kind != "oidc" {
+        return Err(ConfigError::new(
+            key("type"),
+            format!("`{}` is not supported; use \"oidc\"", raw.kind),
+        ));
+    }
+    let timeout = match raw.timeout {
+        Some(v) => duration(&key("timeout"), &v)?,
+        None => Duration::from_secs(15),
+    };
+    let endpoint = raw
+        .endpoint
+        .ok_or_else(|| ConfigError::new(key("endpoint.url"), "is required"))?;
+    let url = endpoint
+        .url
+        .ok_or_else(|| ConfigError::new(key("endpoint.url"), "is required"))?;
+    check_url(&key("endpoint.url"), &url)?;
+    let auth = raw.auth;
+    let endpoint = match endpoint.method.as_deref() {
+        None | Some("userinfo") => Endpoint::UserInfo { url },
+        Some("introspect") | Some("introspection") => {
+            let auth_key = key("auth.method");
+            let auth = match auth {
+                None => IntrospectAuth::None,
+                Some(a) => match a.method.as_deref() {
+                    None | Some("none") => IntrospectAuth::None,
+                    Some("basic") => IntrospectAuth::Basic {
+                        username: a
+                            .username
+                            .ok_or_else(|| ConfigError::new(key("auth.username"), "is required for basic"))?,
+                        secret: resolve_secret(
+                            &key("auth.secret"),
+                            &a.secret.ok_or_else(|| ConfigError::new(key("auth.secret"), "is required for basic"))?,
+                        )?,
+                    },
+                    Some("token") => IntrospectAuth::Token {
+                        token: resolve_secret(
+                            &key("auth.token"),
+                            &a.token.ok_or_else(|| ConfigError::new(key("auth.token"), "is required for token"))?,
+                        )?,
+                    },
+                    Some("user-token") => IntrospectAuth::UserToken,
+                    Some(other) => {
+                        return Err(ConfigError::new(
+                            auth_key,
+                            format!("`{other}` is not one of \"none\", \"basic\", \"token\", \"user-token\""),
+                        ))
+                    }
+                },
+            };
+            Endpoint::Introspect { url, auth }
+        }
+        Some(other) => {
+            return Err(ConfigError::new(
+                key("endpoint.method"),
+                format!("`{other}` is not one of \"userinfo\", \"introspect\""),
+            ))
+        }
+    };
+    let fields = Fields {
+        email: raw.fields.email.or_else(|| Some("email".into())),
+        username: raw
+            .fields
+            .username
+            .or_else(|| Some("preferred_username".into())),
+        full_name: raw.fields.full_name,
+    };
+    if let Some(issuer) = &raw.issuer {
+        check_url(&key("issuer"), issuer)?;
+    }
+    Ok(Directory {
+        name: name.to_string(),
+        timeout,
+        endpoint,
+        fields,
+        required_scope: raw.required_scope,
+        issuer: raw.issuer,
+        tls_ca: raw.tls_ca.map(PathBuf::from),
+    })
+}
+
+fn check_url(key: &str, url: &str) -> Result<()> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("`{url}` is not an http(s) URL"),
+        ))
+    }
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration> {
+    units::parse_duration(value).map_err(|e| ConfigError::new(key, e))
+}
+
+/// Resolves a secret value: plain text, `%{env:NAME}%` or `%{file:PATH}%`
+/// (file content with the trailing newline trimmed).
+pub fn resolve_secret(key: &str, value: &str) -> Result<Secret> {
+    let v = value.trim();
+    if let Some(name) = v.strip_prefix("%{env:").and_then(|r| r.strip_suffix("}%")) {
+        return std::env::var(name).map(Secret::new).map_err(|_| {
+            ConfigError::new(key, format!("environment variable `{name}` is not set"))
+        });
+    }
+    if let Some(path) = v.strip_prefix("%{file:").and_then(|r| r.strip_suffix("}%")) {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(key, format!("cannot read secret file {path}: {e}")))?;
+        return Ok(Secret::new(text.trim_end_matches(['\r', '\n'])));
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! The configuration file exactly as written: serde structures that mirror
+//! the TOML keys (including Stalwart's dotted `[directory.*]` keys). Nothing
+//! here is validated; `config::Config::from_raw` turns this into typed values.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub listener: BTreeMap<String, RawListener>,
+    #[serde(default)]
+    pub upstream: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub directory: BTreeMap<String, RawDirectory>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawServer {
+    pub hostname: Option<String>,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLimits {
+    pub pre_auth_timeout: Option<String>,
+    pub max_line: Option<String>,
+    pub max_auth_failures: Option<u32>,
+    pub auth_failure_delay: Option<String>,
+}
+
+/// A single address or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawListener {
+    pub protocol: String,
+    pub bind: OneOrMany,
+    pub tls: Option<String>,
+    pub directory: String,
+    pub upstream: String,
+    #[serde(default)]
+    pub password_passthrough: bool,
+    /// The `status` sent in XOAUTH2 error challenges (Google's form). Some
+    /// clients (K-9) fetch a new token only on "400".
+    pub xoauth2_error_status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawUpstream {
+    pub address: String,
+    pub tls: Option<String>,
+    pub tls_ca: Option<String>,
+    /// Server name checked against the upstream certificate (default: the address's host).
+    pub tls_name: Option<String>,
+    pub login: Option<RawLogin>,
+    pub identity: Option<String>,
+    pub connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogin {
+    pub method: String,
+    pub username: Option<String>,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDirectory {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub timeout: Option<String>,
+    pub endpoint: Option<RawEndpoint>,
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub fields: RawFields,
+    pub required_scope: Option<String>,
+    /// The provider's issuer; its discovery document is named in RFC 7628 error replies.
+    pub issuer: Option<String>,
+    pub tls_ca: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub url: Option<String>,
+    pub method: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub method: Option<String>,
+    pub username: Option<String>,
+    pub secret: Option<String>,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawFields {
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub full_name: Option<String>,
+}

@@ -1,0 +1,164 @@
+//! The one login path both front-ends share: decode the bearer message,
+//! validate the token at the provider, check the claimed identity, log in
+//! upstream as the resolved user. The front-ends only turn the result into
+//! their protocol's replies.
+
+use crate::config::{self, Limits};
+use crate::idp::{self, Rejection, Validator};
+use crate::sasl::{self, challenge, Mechanism};
+use crate::upstream::{self, ClientInfo, LoggedIn, Target};
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+
+/// Everything one listener needs at run time, built once per configuration.
+pub struct Service {
+    pub listener: config::Listener,
+    pub hostname: String,
+    pub limits: Limits,
+    pub validator: Arc<Validator>,
+    pub upstream: Arc<Target>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// How the upstream session is handed over, which differs by protocol.
+pub enum Handoff<'a> {
+    Imap,
+    Smtp { helo: &'a str },
+}
+
+/// Why a login did not succeed. Each front-end maps this to its replies in
+/// one place.
+#[derive(Debug)]
+pub enum Failure {
+    /// The client's credentials are refused: send the RFC 7628 error
+    /// challenge with this status, then fail the authentication.
+    Refused {
+        status: challenge::Status,
+        reason: String,
+    },
+    /// The provider could not answer: a temporary failure.
+    ProviderUnavailable(String),
+    /// The upstream could not be reached or failed: a temporary failure.
+    UpstreamUnavailable(String),
+    /// The upstream refused to let the resolved user in.
+    UpstreamRefused(String),
+}
+
+impl Failure {
+    /// Whether this counts towards `max-auth-failures` and is delayed.
+    pub fn is_client_fault(&self) -> bool {
+        matches!(self, Failure::Refused { .. } | Failure::UpstreamRefused(_))
+    }
+}
+
+pub struct Success {
+    pub user: String,
+    pub upstream: LoggedIn,
+}
+
+impl Service {
+    /// The base64 error challenge for a refused bearer login.
+    pub fn challenge(&self, mech: Mechanism, status: challenge::Status) -> String {
+        let openid = self.validator.openid_configuration();
+        let hints = challenge::Hints {
+            scope: self.validator.required_scope(),
+            openid_configuration: openid.as_deref(),
+            xoauth2_status: &self.listener.xoauth2_error_status,
+        };
+        sasl::encode(challenge::error_json(mech, status, &hints).as_bytes())
+    }
+
+    pub async fn bearer_login(
+        &self,
+        client: ClientInfo,
+        mech: Mechanism,
+        message: &[u8],
+        handoff: Handoff<'_>,
+    ) -> Result<Success, Failure> {
+        let creds = sasl::decode_bearer(mech, message).map_err(|e| Failure::Refused {
+            status: challenge::Status::InvalidRequest,
+            reason: format!("malformed {} message: {e}", mech.name()),
+        })?;
+        let need = self.upstream.config.identity;
+        let identity = self
+            .validator
+            .validate(&creds.token, need)
+            .await
+            .map_err(|e| match e {
+                idp::Error::Rejected(r) => Failure::Refused {
+                    status: match r {
+                        Rejection::InvalidToken(_) => challenge::Status::InvalidToken,
+                        Rejection::InsufficientScope(_) | Rejection::MissingClaim(_) => {
+                            challenge::Status::InsufficientScope
+                        }
+                    },
+                    reason: format!("directory {}: {r}", self.validator.name()),
+                },
+                idp::Error::Unavailable(why) => Failure::ProviderUnavailable(format!(
+                    "directory {}: {why}",
+                    self.validator.name()
+                )),
+            })?;
+        if let Some(authzid) = &creds.authzid {
+            if !identity.matches(authzid) {
+                return Err(Failure::Refused {
+                    status: challenge::Status::InvalidRequest,
+                    reason: format!(
+                        "claimed identity {authzid:?} does not match the token's ({})",
+                        identity
+                            .email
+                            .as_deref()
+                            .or(identity.username.as_deref())
+                            .unwrap_or("?")
+                    ),
+                });
+            }
+        }
+        let user = identity
+            .get(need)
+            .ok_or_else(|| Failure::Refused {
+                status: challenge::Status::InsufficientScope,
+                reason: "no identity".into(),
+            })?
+            .to_string();
+        let logged_in = match handoff {
+            Handoff::Imap => upstream::imap::master_login(&self.upstream, client, &user).await,
+            Handoff::Smtp { helo } => {
+                upstream::smtp::login(&self.upstream, client, &user, helo).await
+            }
+        };
+        match logged_in {
+            Ok(upstream) => Ok(Success { user, upstream }),
+            Err(upstream::Error::Refused {
+                reply,
+                authorization: true,
+            }) => Err(Failure::UpstreamRefused(format!(
+                "upstream {} refused {user}: {reply}",
+                self.upstream.config.name
+            ))),
+            Err(e) => Err(Failure::UpstreamUnavailable(format!(
+                "upstream {}: {e}",
+                self.upstream.config.name
+            ))),
+        }
+    }
+}
+
+/// How a connection ended, for the one log line per connection.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub mechanism: Option<&'static str>,
+    pub user: Option<String>,
+    /// A short word: `relayed`, `closed`, `timeout`, `too-many-failures`, `error`.
+    pub result: &'static str,
+    /// Why the last login attempt failed, if one did (never a secret).
+    pub last_failure: Option<String>,
+    pub relayed: Option<crate::relay::Bytes>,
+}
+
+impl Outcome {
+    pub fn ended(mut self, result: &'static str) -> Self {
+        self.result = result;
+        self
+    }
+}

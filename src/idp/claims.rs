@@ -1,0 +1,125 @@
+//! Mapping the provider's claims to an identity through `fields.*`.
+//!
+//! A claim is untrusted input that ends up in IMAP and SMTP syntax upstream,
+//! so a value with control characters, spaces or quotes is refused rather
+//! than passed on.
+
+use super::{Error, Rejection};
+use crate::config::{Fields, IdentityField};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+}
+
+impl Identity {
+    pub fn get(&self, field: IdentityField) -> Option<&str> {
+        match field {
+            IdentityField::Username => self.username.as_deref(),
+            IdentityField::Email => self.email.as_deref(),
+        }
+    }
+
+    /// Whether a client-claimed authorization identity names this identity
+    /// (the email or the username, case-insensitively).
+    pub fn matches(&self, authzid: &str) -> bool {
+        [&self.email, &self.username]
+            .into_iter()
+            .flatten()
+            .any(|v| v.eq_ignore_ascii_case(authzid))
+    }
+}
+
+pub fn map(
+    claims: &Map<String, Value>,
+    fields: &Fields,
+    need: IdentityField,
+) -> Result<Identity, Error> {
+    let get = |claim: &Option<String>| -> Result<Option<String>, Error> {
+        let Some(name) = claim else { return Ok(None) };
+        match claims.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if is_safe_identity(s) => Ok(Some(s.clone())),
+            Some(_) => Err(Error::Rejected(Rejection::MissingClaim(name.clone()))),
+        }
+    };
+    let identity = Identity {
+        username: get(&fields.username)?,
+        email: get(&fields.email)?,
+        full_name: fields
+            .full_name
+            .as_ref()
+            .and_then(|n| claims.get(n))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    if identity.get(need).is_none() {
+        let claim = match need {
+            IdentityField::Username => fields.username.clone(),
+            IdentityField::Email => fields.email.clone(),
+        };
+        return Err(Error::Rejected(Rejection::MissingClaim(
+            claim.unwrap_or_else(|| format!("{need:?}")),
+        )));
+    }
+    Ok(identity)
+}
+
+/// A user name that is safe to put into an IMAP or SMTP command.
+pub fn is_safe_identity(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && !s.chars().any(|c| {
+            c.is_control() || c.is_whitespace() || matches!(c, '"' | '\\' | '\'' | '<' | '>')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields() -> Fields {
+        Fields {
+            email: Some("email".into()),
+            username: Some("preferred_username".into()),
+            full_name: Some("name".into()),
+        }
+    }
+
+    #[test]
+    fn maps_claims() {
+        let c = json!({"email": "alice@example.com", "preferred_username": "alice", "name": "Alice Example"});
+        let id = map(c.as_object().unwrap(), &fields(), IdentityField::Email).unwrap();
+        assert_eq!(id.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(id.username.as_deref(), Some("alice"));
+        assert_eq!(id.full_name.as_deref(), Some("Alice Example"));
+        assert!(id.matches("ALICE@example.com"));
+        assert!(id.matches("alice"));
+        assert!(!id.matches("bob"));
+    }
+
+    #[test]
+    fn missing_needed_claim_names_it() {
+        let c = json!({"preferred_username": "noemail"});
+        let err = map(c.as_object().unwrap(), &fields(), IdentityField::Email).unwrap_err();
+        assert!(err.to_string().contains("`email`"), "{err}");
+        assert!(map(c.as_object().unwrap(), &fields(), IdentityField::Username).is_ok());
+    }
+
+    #[test]
+    fn hostile_claims_refused() {
+        for bad in ["a\r\nb", "a b", "a\"b", "a\0b", "", "x\\y"] {
+            let c = json!({"email": bad, "preferred_username": "ok"});
+            assert!(
+                map(c.as_object().unwrap(), &fields(), IdentityField::Email).is_err(),
+                "{bad:?}"
+            );
+        }
+        let c = json!({"email": 42});
+        assert!(map(c.as_object().unwrap(), &fields(), IdentityField::Email).is_err());
+    }
+}

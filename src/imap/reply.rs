@@ -1,0 +1,59 @@
+//! IMAP replies: the capability list this proxy offers before login, and
+//! the one place where a login failure becomes IMAP responses.
+
+use crate::client::Client;
+use crate::config::TlsMode;
+use crate::gateway::{Failure, Service};
+
+/// Whether authentication is allowed on this connection now: after TLS,
+/// or on a listener configured without TLS (the administrator vouches for
+/// the path, e.g. loopback).
+pub fn auth_allowed(svc: &Service, client: &Client) -> bool {
+    client.is_tls() || svc.listener.tls == TlsMode::None
+}
+
+pub fn capabilities(svc: &Service, client: &Client) -> String {
+    let mut caps = String::from("IMAP4rev1 SASL-IR ID");
+    if svc.listener.tls == TlsMode::StartTls && !client.is_tls() {
+        caps.push_str(" STARTTLS LOGINDISABLED");
+        return caps;
+    }
+    caps.push_str(" AUTH=OAUTHBEARER AUTH=XOAUTH2");
+    if svc.listener.password_passthrough && auth_allowed(svc, client) {
+        caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
+    } else {
+        caps.push_str(" LOGINDISABLED");
+    }
+    caps
+}
+
+pub fn greeting(svc: &Service, client: &Client) -> String {
+    format!(
+        "* OK [CAPABILITY {}] {} ready.\r\n",
+        capabilities(svc, client),
+        svc.hostname
+    )
+}
+
+pub const AUTH_FAILED: &str = "NO [AUTHENTICATIONFAILED] Authentication failed.";
+pub const PRIVACY_REQUIRED: &str =
+    "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
+pub const TOO_MANY_FAILURES: &str = "* BYE Too many authentication failures.\r\n";
+
+/// The tagged response for a failed login (the challenge, if any, has
+/// already been exchanged).
+pub fn failure(tag: &str, failure: &Failure) -> String {
+    let text = match failure {
+        Failure::Refused { .. } => AUTH_FAILED,
+        Failure::ProviderUnavailable(_) => {
+            "NO [UNAVAILABLE] Temporary authentication failure, try again later."
+        }
+        Failure::UpstreamUnavailable(_) => {
+            "NO [UNAVAILABLE] Mail server temporarily unavailable, try again later."
+        }
+        Failure::UpstreamRefused(_) => {
+            "NO [AUTHORIZATIONFAILED] The mail server does not accept this account."
+        }
+    };
+    format!("{tag} {text}\r\n")
+}

@@ -1,0 +1,35 @@
+//! oauthbearer-proxy: an IMAP and SMTP submission front proxy that accepts
+//! OAuth 2.0 bearer tokens (SASL OAUTHBEARER, RFC 7628, and XOAUTH2),
+//! validates them at the organisation's OpenID Connect provider, logs in to
+//! the existing Dovecot / Postfix as the resolved user and relays the session.
+//!
+//! # Layout
+//! - `main.rs`: command line (run, check).
+//! - [`config`]: the TOML file → a validated, typed [`config::Config`].
+//! - [`secret`]: `Secret`, a string that never prints itself.
+//! - [`server`]: listeners, accept loop, TLS handshakes, per-connection log line.
+//! - [`tls`]: certificate loading, acceptor and connectors.
+//! - [`stream`], [`line`], [`client`]: plaintext/TLS streams, bounded line framing,
+//!   the pre-auth client connection.
+//! - [`sasl`]: OAUTHBEARER / XOAUTH2 decoding and RFC 7628 error challenges (pure).
+//! - [`imap`], [`smtp`]: the protocol front-ends; they only speak their protocol.
+//! - [`gateway`]: the shared login path: token → identity → upstream login.
+//! - [`idp`]: token validation (OIDC UserInfo, RFC 7662 introspection).
+//! - [`upstream`]: connecting and logging in to Dovecot / Postfix.
+//! - [`relay`]: copying the logged-in session both ways.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod gateway;
+pub mod idp;
+pub mod imap;
+pub mod line;
+pub mod relay;
+pub mod sasl;
+pub mod secret;
+pub mod server;
+pub mod smtp;
+pub mod stream;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,86 @@
+use clap::{Parser, Subcommand};
+use oauthbearer_proxy::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const DEFAULT_CONFIG: &str = "/etc/oauthbearer-proxy/config.toml";
+
+/// IMAP/SMTP front proxy that logs mail clients in with OAuth bearer tokens.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the whole configuration (secrets, certificates, names) and exit.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", cli.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Some(Command::Check) => match oauthbearer_proxy::server::build(&config) {
+            Ok(services) => {
+                println!(
+                    "{}: configuration OK ({} listeners)",
+                    cli.config.display(),
+                    services.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", cli.config.display());
+                ExitCode::from(2)
+            }
+        },
+        None => run(config),
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    init_logging(config.server.log_json);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(oauthbearer_proxy::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("OAUTHBEARER_PROXY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Under systemd the journal adds its own timestamps.
+    let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match (json, under_systemd) {
+        (true, _) => builder.json().init(),
+        (false, true) => builder.without_time().init(),
+        (false, false) => builder.init(),
+    }
+}

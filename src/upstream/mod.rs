@@ -1,0 +1,107 @@
+//! The upstream mail server: connect (plain, STARTTLS or implicit TLS) and
+//! log in there as the resolved user.
+//!
+//! - [`imap`]: Dovecot, master user via `AUTHENTICATE PLAIN` with authzid.
+//! - [`smtp`]: Postfix, `XCLIENT LOGIN=` (or AUTH PLAIN as a master user).
+
+pub mod imap;
+pub mod smtp;
+
+use crate::config::{TlsMode, Upstream};
+use crate::stream::{MaybeTls, UpstreamStream};
+use rustls::pki_types::ServerName;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect to upstream {0}")]
+    Connect(String),
+    #[error("TLS with upstream failed: {0}")]
+    Tls(String),
+    /// The upstream refused the login; the text is its reply (safe to log:
+    /// it never contains what we sent).
+    #[error("upstream refused the login: {reply}")]
+    Refused { reply: String, authorization: bool },
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    fn io(e: std::io::Error) -> Self {
+        Error::Protocol(format!("I/O: {e}"))
+    }
+}
+
+/// Where the client came from, for logs and for the upstream's own
+/// policies (IMAP ID x-originating-ip, XCLIENT ADDR/PORT).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// A configured upstream with its TLS connector, built once.
+pub struct Target {
+    pub config: Upstream,
+    connector: Option<TlsConnector>,
+}
+
+impl Target {
+    pub fn new(config: Upstream) -> Result<Arc<Self>, crate::tls::TlsError> {
+        let connector = match config.tls {
+            TlsMode::None => None,
+            _ => Some(crate::tls::connector(config.tls_ca.as_deref())?),
+        };
+        Ok(Arc::new(Self { config, connector }))
+    }
+
+    /// Opens the TCP connection (and the TLS session for implicit TLS).
+    pub async fn connect(&self) -> Result<UpstreamStream, Error> {
+        let address = &self.config.address;
+        let tcp = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| Error::Connect(format!("{address}: timed out")))?
+            .map_err(|e| Error::Connect(format!("{address}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        match self.config.tls {
+            TlsMode::Implicit => self.start_tls(MaybeTls::Plain(tcp)).await,
+            _ => Ok(MaybeTls::Plain(tcp)),
+        }
+    }
+
+    /// Upgrades a plaintext upstream connection to TLS, verifying the certificate.
+    pub async fn start_tls(&self, stream: UpstreamStream) -> Result<UpstreamStream, Error> {
+        let MaybeTls::Plain(tcp) = stream else {
+            return Err(Error::Tls("already TLS".into()));
+        };
+        let connector = self
+            .connector
+            .as_ref()
+            .ok_or_else(|| Error::Tls("no TLS connector".into()))?;
+        let name = ServerName::try_from(self.config.tls_name.clone()).map_err(|_| {
+            Error::Tls(format!(
+                "`{}` is not a valid server name",
+                self.config.tls_name
+            ))
+        })?;
+        let tls = tokio::time::timeout(self.config.connect_timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| Error::Tls("handshake timed out".into()))?
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        Ok(MaybeTls::Tls(Box::new(tls)))
+    }
+}
+
+/// A logged-in upstream session, ready to relay.
+pub struct LoggedIn {
+    pub stream: UpstreamStream,
+    /// Bytes the upstream sent past its login reply (to be relayed first).
+    pub buffered: Vec<u8>,
+    /// For IMAP: the text of the upstream's tagged OK after the tag, e.g.
+    /// `OK [CAPABILITY IMAP4rev1 ...] Logged in`, plus untagged lines it sent.
+    pub untagged: Vec<Vec<u8>>,
+    pub tagged_text: Vec<u8>,
+}
