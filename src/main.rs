@@ -75,7 +75,9 @@ fn init_logging(json: bool) {
         EnvFilter::try_from_env("OAUTHBEARER_PROXY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Under systemd the journal adds its own timestamps.
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match (json, under_systemd) {

@@ -1,1 +1,222 @@
+//! Configuration tests: the shipped example, Stalwart's and Authelia's
+//! directory blocks verbatim, and invalid files with the key they name.
 
+use super::*;
+
+const BASE: &str = r#"
+[server]
+hostname = "mail.example.com"
+
+[listener.imaps]
+protocol = "imap"
+bind = ["127.0.0.1:993", "[::1]:993"]
+tls = "none"
+directory = "idp"
+upstream = "dovecot"
+
+[upstream.dovecot]
+address = "127.0.0.1:10143"
+login.method = "master-user"
+login.username = "proxy"
+login.secret = "s3cret"
+"#;
+
+fn with_directory(block: &str) -> Result<Config> {
+    Config::parse(&format!("{BASE}\n{block}"))
+}
+
+#[test]
+fn shipped_example_parses() {
+    std::env::set_var("OAUTHBEARER_PROXY_EXAMPLE_SECRET", "x");
+    let text = include_str!("../../config.example.toml");
+    let config = Config::parse(text).unwrap_or_else(|e| panic!("config.example.toml: {e}"));
+    assert!(config.listeners.len() >= 2);
+}
+
+/// Stalwart's documented OIDC directory (userinfo), verbatim.
+#[test]
+fn stalwart_userinfo_block_verbatim() {
+    let c = with_directory(
+        r#"
+[directory.idp]
+type = "oidc"
+timeout = "15s"
+endpoint.url = "https://accounts.example.org/userinfo"
+endpoint.method = "userinfo"
+fields.email = "email"
+fields.username = "preferred_username"
+fields.full-name = "name"
+"#,
+    )
+    .unwrap();
+    let d = &c.directories["idp"];
+    assert!(
+        matches!(&d.endpoint, Endpoint::UserInfo { url } if url == "https://accounts.example.org/userinfo")
+    );
+    assert_eq!(d.timeout, Duration::from_secs(15));
+    assert_eq!(d.fields.full_name.as_deref(), Some("name"));
+}
+
+/// Authelia's documentation for Stalwart (userinfo), verbatim.
+#[test]
+fn authelia_userinfo_block_verbatim() {
+    let c = with_directory(
+        r#"
+[directory.idp]
+type = "oidc"
+timeout = "15s"
+endpoint.url = "https://auth.example.com/api/oidc/userinfo"
+endpoint.method = "userinfo"
+fields.email = "email"
+fields.username = "preferred_username"
+fields.full-name = "name"
+"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        c.directories["idp"].endpoint,
+        Endpoint::UserInfo { .. }
+    ));
+}
+
+#[test]
+fn introspect_blocks_for_every_auth_method() {
+    let cases = [
+        ("auth.method = \"none\"", "none"),
+        ("auth.method = \"basic\"\nauth.username = \"stalwart\"\nauth.secret = \"insecure_secret\"", "basic"),
+        ("auth.method = \"token\"\nauth.token = \"static-token\"", "token"),
+        ("auth.method = \"user-token\"", "user-token"),
+    ];
+    for (auth, name) in cases {
+        let c = with_directory(&format!(
+            "[directory.idp]\ntype = \"oidc\"\ntimeout = \"15s\"\nendpoint.url = \"https://auth.example.com/api/oidc/introspection\"\nendpoint.method = \"introspect\"\n{auth}\nfields.email = \"email\"\nfields.username = \"preferred_username\"\nfields.full-name = \"name\"\n"
+        ))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let Endpoint::Introspect { auth, .. } = &c.directories["idp"].endpoint else {
+            panic!("{name}")
+        };
+        let ok = match (name, auth) {
+            ("none", IntrospectAuth::None) | ("user-token", IntrospectAuth::UserToken) => true,
+            ("basic", IntrospectAuth::Basic { username, secret }) => {
+                username == "stalwart" && secret.expose() == "insecure_secret"
+            }
+            ("token", IntrospectAuth::Token { token }) => token.expose() == "static-token",
+            _ => false,
+        };
+        assert!(ok, "{name}: {auth:?}");
+    }
+}
+
+#[test]
+fn secrets_from_env_and_file() {
+    std::env::set_var("OBP_TEST_SECRET", "from-env");
+    assert_eq!(
+        resolve_secret("k", "%{env:OBP_TEST_SECRET}%")
+            .unwrap()
+            .expose(),
+        "from-env"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret");
+    std::fs::write(&path, "from-file\n").unwrap();
+    let value = format!("%{{file:{}}}%", path.display());
+    assert_eq!(resolve_secret("k", &value).unwrap().expose(), "from-file");
+    assert_eq!(resolve_secret("k", "plain").unwrap().expose(), "plain");
+    let e = resolve_secret("upstream.x.login.secret", "%{env:OBP_TEST_NOT_SET}%").unwrap_err();
+    assert!(
+        e.to_string().contains("upstream.x.login.secret")
+            && e.to_string().contains("OBP_TEST_NOT_SET")
+    );
+    let e = resolve_secret("k", "%{file:/nonexistent/secret}%").unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/secret"));
+}
+
+/// Each invalid configuration fails with a message naming the key.
+#[test]
+fn invalid_configurations_name_the_key() {
+    let dir = "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            BASE.replace("protocol = \"imap\"", "protocol = \"pop3\""),
+            "listener.imaps.protocol",
+        ),
+        (
+            BASE.replace("tls = \"none\"", "tls = \"sometimes\""),
+            "listener.imaps.tls",
+        ),
+        (
+            BASE.replace("tls = \"none\"", "tls = \"implicit\""),
+            "listener.imaps.tls",
+        ),
+        (
+            BASE.replace("\"127.0.0.1:993\"", "\"localhost\""),
+            "listener.imaps.bind",
+        ),
+        (
+            BASE.replace("directory = \"idp\"", "directory = \"nope\""),
+            "listener.imaps.directory",
+        ),
+        (
+            BASE.replace("upstream = \"dovecot\"", "upstream = \"nope\""),
+            "listener.imaps.upstream",
+        ),
+        (
+            BASE.replace("master-user", "telepathy"),
+            "upstream.dovecot.login.method",
+        ),
+        (
+            BASE.replace("master-user", "xclient"),
+            "upstream.dovecot.login.method",
+        ),
+        (
+            BASE.replace("login.username = \"proxy\"\n", ""),
+            "upstream.dovecot.login.username",
+        ),
+        (
+            BASE.replace("127.0.0.1:10143", "no-port"),
+            "upstream.dovecot.address",
+        ),
+        (
+            BASE.replace(
+                "login.secret = \"s3cret\"",
+                "login.secret = \"%{env:OBP_UNSET_VAR}%\"",
+            ),
+            "upstream.dovecot.login.secret",
+        ),
+        (BASE.replace("[server]", "[server]\nbogus = 1"), "bogus"),
+        (
+            format!("{BASE}[directory.idp]\ntype = \"ldap\"\nendpoint.url = \"https://x\"\n"),
+            "directory.idp.type",
+        ),
+        (
+            format!("{BASE}{dir}timeout = \"soon\"\n"),
+            "directory.idp.timeout",
+        ),
+        (
+            format!("{BASE}{dir}endpoint.method = \"guess\"\n"),
+            "directory.idp.endpoint.method",
+        ),
+        (
+            format!("{BASE}{dir}endpoint.method = \"introspect\"\nauth.method = \"basic\"\n"),
+            "directory.idp.auth.username",
+        ),
+        (
+            format!("{BASE}{dir}endpoint.method = \"introspect\"\nauth.method = \"magic\"\n"),
+            "directory.idp.auth.method",
+        ),
+        (
+            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"ftp://x\"\n"),
+            "directory.idp.endpoint.url",
+        ),
+        (
+            format!("{BASE}{dir}[server.limits]\nmax-line = \"12 parsecs\"\n"),
+            "server.limits.max-line",
+        ),
+    ];
+    for (text, key) in cases {
+        match Config::parse(&text) {
+            Ok(_) => panic!("accepted a config that should fail at {key}"),
+            Err(e) => assert!(e.to_string().contains(key), "error for {key} was: {e}"),
+        }
+    }
+}

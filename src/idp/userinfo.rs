@@ -20,7 +20,8 @@ pub async fn fetch(
     let status = response.status();
     match status.as_u16() {
         200 => http::json_object(response).await,
-        400 | 401 | 403 => Err(Error::Rejected(Rejection::InvalidToken(format!(
+        // 413 and 431: the token is too large to be one the provider issued.
+        400 | 401 | 403 | 413 | 431 => Err(Error::Rejected(Rejection::InvalidToken(format!(
             "userinfo answered {status}"
         )))),
         _ => Err(Error::Unavailable(format!("userinfo answered {status}"))),

@@ -1,0 +1,548 @@
+//! Shared end-to-end harness: the real peers (Dovecot, Postfix, the OpenID
+//! provider, started once per test binary by tests/peers/peers.py), the
+//! proxy binary started with a generated configuration, token minting at
+//! the provider, and a raw line client (plaintext or TLS) for transcripts.
+//!
+//! A test that cannot start its peers fails with the reason; it never skips.
+//! peers.py stops everything it started (by PID) when this process exits and
+//! its stdin closes.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+pub const PEERS_START_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Peers {
+    pub info: Value,
+    control: Mutex<(ChildStdin, BufReader<ChildStdout>)>,
+    _child: Child,
+}
+
+static PEERS: OnceLock<Peers> = OnceLock::new();
+/// Tests that stop a peer take this exclusively; the others share it.
+static GATE: RwLock<()> = RwLock::new(());
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn start_peers() -> Peers {
+    let script = manifest_dir().join("tests/peers/peers.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stdin = child.stdin.take().expect("stdin piped");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        let r = stdout.read_line(&mut line);
+        let _ = tx.send((r.map(|_| line), ()));
+        stdout
+    });
+    let line = match rx.recv_timeout(PEERS_START_TIMEOUT) {
+        Ok((Ok(line), ())) => line,
+        Ok((Err(e), ())) => panic!("reading peers.py: {e}"),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("peers.py did not report ready within {PEERS_START_TIMEOUT:?}");
+        }
+    };
+    let stdout = reader.join().expect("reader thread");
+    let info: Value = serde_json::from_str(line.trim()).unwrap_or_else(|_| {
+        panic!(
+            "the test peers did not start (peers.py said {:?}; its stderr is above). \
+             Install them with `bash scripts/install-deps.sh`.",
+            line.trim()
+        )
+    });
+    Peers {
+        info,
+        control: Mutex::new((stdin, stdout)),
+        _child: child,
+    }
+}
+
+pub struct PeersRead {
+    pub peers: &'static Peers,
+    _gate: RwLockReadGuard<'static, ()>,
+}
+
+impl std::ops::Deref for PeersRead {
+    type Target = Peers;
+    fn deref(&self) -> &Peers {
+        self.peers
+    }
+}
+
+pub struct PeersExclusive {
+    pub peers: &'static Peers,
+    _gate: RwLockWriteGuard<'static, ()>,
+}
+
+impl std::ops::Deref for PeersExclusive {
+    type Target = Peers;
+    fn deref(&self) -> &Peers {
+        self.peers
+    }
+}
+
+/// The running peers, shared with other tests.
+pub fn peers_read() -> PeersRead {
+    let gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    PeersRead {
+        peers: PEERS.get_or_init(start_peers),
+        _gate: gate,
+    }
+}
+
+/// The running peers, exclusively (for tests that stop and start peers).
+pub fn peers_exclusive() -> PeersExclusive {
+    let gate = GATE.write().unwrap_or_else(|e| e.into_inner());
+    PeersExclusive {
+        peers: PEERS.get_or_init(start_peers),
+        _gate: gate,
+    }
+}
+
+impl Peers {
+    /// Sends a control line to peers.py (`stop oidc`, `start dovecot`, ...).
+    pub fn control(&self, command: &str) {
+        let mut guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let (stdin, stdout) = &mut *guard;
+        writeln!(stdin, "{command}").expect("write to peers.py");
+        stdin.flush().expect("flush peers.py");
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read peers.py reply");
+        assert!(
+            line.starts_with("ok"),
+            "peers.py `{command}` failed: {line}"
+        );
+    }
+
+    pub fn str(&self, path: &[&str]) -> String {
+        let mut v = &self.info;
+        for p in path {
+            v = &v[*p];
+        }
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => panic!("peers info {path:?} is {other}"),
+        }
+    }
+
+    pub fn port(&self, path: &[&str]) -> u16 {
+        self.str(path).parse().expect("port")
+    }
+
+    pub fn ca(&self) -> String {
+        self.str(&["certs", "ca"])
+    }
+}
+
+/// Mints an access token for `sub` at the provider's admin endpoint.
+pub fn mint_token(peers: &Peers, sub: &str, scope: &str, ttl: u64) -> String {
+    mint_token_format(peers, sub, scope, ttl, "opaque")
+}
+
+pub fn mint_token_format(peers: &Peers, sub: &str, scope: &str, ttl: u64, format: &str) -> String {
+    let admin = peers.str(&["oidc", "admin"]);
+    let body =
+        serde_json::json!({"sub": sub, "scope": scope, "ttl": ttl, "format": format}).to_string();
+    let out = run(Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+        ])
+        .arg(&body)
+        .arg(format!("{admin}/token")));
+    assert!(
+        out.status.success(),
+        "minting a token failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("token JSON");
+    v["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+/// Provider request counters (`GET /stats` on the admin port).
+pub fn provider_stats(peers: &Peers) -> Value {
+    let admin = peers.str(&["oidc", "admin"]);
+    let out = run(Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("{admin}/stats")));
+    serde_json::from_slice(&out.stdout).expect("stats JSON")
+}
+
+/// Runs a command and returns its output (the command bounds its own time).
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Directory blocks for the proxy's configuration.
+pub fn userinfo_directory(peers: &Peers) -> String {
+    format!(
+        "type = \"oidc\"\ntimeout = \"5s\"\nendpoint.url = \"{}\"\nendpoint.method = \"userinfo\"\nfields.email = \"email\"\nfields.username = \"preferred_username\"\nfields.full-name = \"name\"\n",
+        peers.str(&["oidc", "userinfo"])
+    )
+}
+
+pub struct ProxyOptions {
+    /// The body of `[directory.test]`.
+    pub directory: String,
+    pub passthrough: bool,
+    pub max_auth_failures: u32,
+    pub auth_failure_delay: &'static str,
+    /// Upstream IMAP address override (e.g. a dead port).
+    pub imap_upstream: Option<String>,
+    /// Raw TOML appended to the file.
+    pub extra: String,
+    pub log_level: &'static str,
+}
+
+impl ProxyOptions {
+    pub fn new(peers: &Peers) -> Self {
+        Self {
+            directory: userinfo_directory(peers),
+            passthrough: true,
+            max_auth_failures: 3,
+            auth_failure_delay: "0s",
+            imap_upstream: None,
+            extra: String::new(),
+            log_level: "debug",
+        }
+    }
+}
+
+pub struct Proxy {
+    child: Child,
+    ports: BTreeMap<String, u16>,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+/// The listeners every test proxy has: name, protocol, tls, upstream.
+const LISTENERS: &[(&str, &str, &str, &str)] = &[
+    ("imaps", "imap", "implicit", "dovecot"),
+    ("imap", "imap", "starttls", "dovecot"),
+    ("imap-plain", "imap", "none", "dovecot"),
+    ("submissions", "smtp", "implicit", "postfix"),
+    ("submission", "smtp", "starttls", "postfix"),
+];
+
+impl Proxy {
+    pub fn config_text(
+        peers: &Peers,
+        opts: &ProxyOptions,
+        ports: &BTreeMap<String, u16>,
+    ) -> String {
+        let mut c = format!(
+            "[server]\nhostname = \"proxy.test\"\n\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[server.limits]\nauth-failure-delay = \"{}\"\nmax-auth-failures = {}\npre-auth-timeout = \"30s\"\n\n",
+            peers.str(&["certs", "cert"]),
+            peers.str(&["certs", "key"]),
+            opts.auth_failure_delay,
+            opts.max_auth_failures
+        );
+        for (name, protocol, tls, upstream) in LISTENERS {
+            c.push_str(&format!(
+                "[listener.{name}]\nprotocol = \"{protocol}\"\nbind = \"127.0.0.1:{}\"\ntls = \"{tls}\"\ndirectory = \"test\"\nupstream = \"{upstream}\"\npassword-passthrough = {}\n\n",
+                ports[*name], opts.passthrough
+            ));
+        }
+        let imap_addr = opts
+            .imap_upstream
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{}", peers.port(&["dovecot", "imap_port"])));
+        c.push_str(&format!(
+            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"email\"\nconnect-timeout = \"5s\"\n\n",
+            peers.str(&["dovecot", "master_user"]),
+            peers.str(&["dovecot", "master_secret_file"]),
+        ));
+        let smtp_port = peers.info["postfix"]["smtp_port"].as_u64().unwrap_or(1);
+        c.push_str(&format!(
+            "[upstream.postfix]\naddress = \"127.0.0.1:{smtp_port}\"\ntls = \"none\"\nlogin.method = \"xclient\"\nidentity = \"email\"\nconnect-timeout = \"5s\"\n\n"
+        ));
+        c.push_str("[directory.test]\n");
+        c.push_str(&opts.directory);
+        c.push('\n');
+        c.push_str(&opts.extra);
+        c
+    }
+
+    pub fn start(peers: &Peers, opts: &ProxyOptions) -> Proxy {
+        let ports: BTreeMap<String, u16> = LISTENERS
+            .iter()
+            .map(|l| (l.0.to_string(), free_port()))
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, Self::config_text(peers, opts, &ports)).expect("write config");
+        let log = std::fs::File::create(dir.path().join("proxy.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_oauthbearer-proxy"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("OAUTHBEARER_PROXY_LOG", opts.log_level)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the proxy");
+        let mut proxy = Proxy {
+            child,
+            ports,
+            dir,
+            config_path,
+        };
+        proxy.wait_ready();
+        proxy
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for port in self.ports.values() {
+            loop {
+                if TcpStream::connect(("127.0.0.1", *port)).is_ok() {
+                    break;
+                }
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("the proxy exited ({status}) at start-up:\n{}", self.log());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the proxy did not listen on {port}:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn port(&self, listener: &str) -> u16 {
+        self.ports[listener]
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("proxy.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits until the proxy's log contains `needle` (bounded).
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never showed {needle:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A line-oriented client for transcript tests, plaintext or TLS.
+pub struct Raw {
+    stream: RawStream,
+    buf: Vec<u8>,
+    ca: String,
+}
+
+enum RawStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Gone,
+}
+
+impl Read for RawStream {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            RawStream::Plain(s) => s.read(b),
+            RawStream::Tls(s) => s.read(b),
+            RawStream::Gone => Ok(0),
+        }
+    }
+}
+
+impl Write for RawStream {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            RawStream::Plain(s) => s.write(b),
+            RawStream::Tls(s) => s.write(b),
+            RawStream::Gone => Ok(0),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            RawStream::Plain(s) => s.flush(),
+            RawStream::Tls(s) => s.flush(),
+            RawStream::Gone => Ok(()),
+        }
+    }
+}
+
+fn tls_config(ca: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).expect("ca") {
+        roots.add(c.expect("cert")).expect("add root");
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+impl Raw {
+    pub fn connect(port: u16, tls: bool, ca: &str) -> Raw {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let mut raw = Raw {
+            stream: RawStream::Plain(tcp),
+            buf: Vec::new(),
+            ca: ca.to_string(),
+        };
+        if tls {
+            raw.upgrade();
+        }
+        raw
+    }
+
+    /// Starts TLS on the connection (after STARTTLS was accepted).
+    pub fn upgrade(&mut self) {
+        let RawStream::Plain(tcp) = std::mem::replace(&mut self.stream, RawStream::Gone) else {
+            panic!("already TLS")
+        };
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let conn = rustls::ClientConnection::new(tls_config(&self.ca), name).expect("tls");
+        self.stream = RawStream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)));
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.send_bytes(text.as_bytes());
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+        self.stream.flush().expect("flush");
+    }
+
+    /// The next line without CRLF; `None` when the server closed.
+    pub fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut l: Vec<u8> = self.buf.drain(..=i).collect();
+                l.pop();
+                if l.last() == Some(&b'\r') {
+                    l.pop();
+                }
+                return Some(String::from_utf8_lossy(&l).into_owned());
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    pub fn expect_line(&mut self) -> String {
+        self.line().expect("server closed the connection")
+    }
+
+    /// Reads lines up to and including the first one starting with `prefix`.
+    pub fn until(&mut self, prefix: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let l = self
+                .line()
+                .unwrap_or_else(|| panic!("closed before {prefix:?}; got {lines:?}"));
+            let done = l.starts_with(prefix);
+            lines.push(l);
+            if done {
+                return lines;
+            }
+        }
+    }
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn b64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .expect("base64")
+}
+
+pub fn oauthbearer(user: Option<&str>, token: &str) -> String {
+    let a = user.map(|u| format!("a={u}")).unwrap_or_default();
+    b64(format!("n,{a},\x01host=localhost\x01port=993\x01auth=Bearer {token}\x01\x01").as_bytes())
+}
+
+pub fn xoauth2(user: &str, token: &str) -> String {
+    b64(format!("user={user}\x01auth=Bearer {token}\x01\x01").as_bytes())
+}
+
+pub fn python_client(script: &str) -> PathBuf {
+    manifest_dir().join("tests/clients").join(script)
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}

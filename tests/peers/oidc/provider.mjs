@@ -1,0 +1,510 @@
+// A real OpenID Connect provider (npm `oidc-provider`, panva) run as a loopback
+// test peer for the oauthbearer-proxy tests.
+//
+//   node provider.mjs --port P --admin-port A
+//
+// * Port P (127.0.0.1 only) serves the provider itself, issuer http://127.0.0.1:P:
+//   discovery, JWKS, userinfo (/me), introspection (/token/introspection),
+//   revocation (/token/revocation), token and authorization endpoints.
+// * Port A (127.0.0.1 only) is a plain node:http admin API for the tests:
+//     POST /token        {"sub":"alice","scope":"openid email profile","ttl":300,
+//                         "format":"opaque"|"jwt","client":"mail-client","resource":"urn:mail"}
+//                        -> {"access_token":"...","expires_in":300,"token_type":"Bearer",...}
+//     GET  /stats        -> per-endpoint counts of requests the provider received
+//     POST /stats/reset  -> zero the counts
+//     POST /revoke       {"token":"..."} -> {"revoked":true|false} (opaque tokens)
+//     POST /rotate-keys  {"keep_old":false} -> new signing key (provider rebuilt)
+//     GET  /health       -> {"ok":true}
+// Prints the single line READY on stdout once both ports listen.
+//
+// Everything is throw-away: keys are generated at start, storage is in memory.
+
+import * as crypto from 'node:crypto';
+import * as http from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+// ---------------------------------------------------------------- arguments
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    'admin-port': { type: 'string' },
+  },
+});
+const PORT = Number(args.port);
+const ADMIN_PORT = Number(args['admin-port']);
+if (!Number.isInteger(PORT) || !Number.isInteger(ADMIN_PORT) || PORT <= 0 || ADMIN_PORT <= 0) {
+  console.error('usage: node provider.mjs --port P --admin-port A');
+  process.exit(2);
+}
+const HOST = '127.0.0.1';
+// Plain http on loopback: oidc-provider accepts any valid web URI as issuer and
+// builds every endpoint URL from it, so nothing else is needed for http.
+const ISSUER = `http://${HOST}:${PORT}`;
+
+// ---------------------------------------------------------------- fixtures
+
+// The static bearer token accepted at the introspection endpoint (Stalwart's
+// `auth.method = "token"`), see the introspection middleware below.
+const STATIC_INTROSPECTION_TOKEN = 'introspect-static-token';
+
+// The resource (RFC 8707) for which JWT access tokens are issued.
+const MAIL_RESOURCE = 'urn:mail';
+const MAIL_RESOURCE_SCOPE = 'openid email profile';
+
+const ACCOUNTS = {
+  alice: { email: 'alice@example.com', preferred_username: 'alice', name: 'Alice Example' },
+  bob: { email: 'bob@example.com', preferred_username: 'bob', name: 'Bob Example' },
+  noemail: { preferred_username: 'noemail', name: 'No Email' },
+};
+
+// Internal client the introspection middleware authenticates as; its secret is
+// random and never leaves this process.
+const INTERNAL_CLIENT_ID = 'introspection-internal';
+const INTERNAL_CLIENT_SECRET = crypto.randomBytes(24).toString('base64url');
+
+const CLIENTS = [
+  // The proxy, authenticating with HTTP Basic (client_secret_basic).
+  {
+    client_id: 'mail-proxy',
+    client_secret: 'proxy-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+    introspection_endpoint_auth_method: 'client_secret_basic',
+    revocation_endpoint_auth_method: 'client_secret_basic',
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+  },
+  // The proxy, authenticating with client_id/client_secret in the form body.
+  {
+    client_id: 'mail-proxy-post',
+    client_secret: 'post-secret',
+    token_endpoint_auth_method: 'client_secret_post',
+    introspection_endpoint_auth_method: 'client_secret_post',
+    revocation_endpoint_auth_method: 'client_secret_post',
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+  },
+  // A public mail client (the MUA); tokens minted by the admin API belong to it
+  // unless the request names another client.
+  {
+    client_id: 'mail-client',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/callback'],
+  },
+  {
+    client_id: INTERNAL_CLIENT_ID,
+    client_secret: INTERNAL_CLIENT_SECRET,
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+  },
+];
+const DEFAULT_TOKEN_CLIENT = 'mail-client';
+
+// ---------------------------------------------------------------- storage
+
+// Unbounded in-memory adapter shared by every Provider instance this process
+// builds (so tokens survive /rotate-keys). The package's own memory adapter is
+// per instance and an LRU of 1000 entries, which a busy test could overflow.
+const store = new Map(); // key -> { payload, expiresAt (ms) | undefined }
+
+function storeGet(key) {
+  const entry = store.get(key);
+  if (!entry) return undefined;
+  if (entry.expiresAt !== undefined && entry.expiresAt <= Date.now()) {
+    store.delete(key);
+    return undefined;
+  }
+  return entry.value;
+}
+
+function storeSet(key, value, expiresIn) {
+  const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined;
+  store.set(key, { value, expiresAt });
+}
+
+class SharedMemoryAdapter {
+  constructor(model) { this.model = model; }
+
+  key(id) { return `${this.model}:${id}`; }
+
+  async upsert(id, payload, expiresIn) {
+    storeSet(this.key(id), payload, expiresIn);
+    if (payload.uid) storeSet(`uid:${payload.uid}`, id, expiresIn);
+    if (payload.userCode) storeSet(`userCode:${payload.userCode}`, id, expiresIn);
+    if (payload.grantId) {
+      const members = storeGet(`grant:${payload.grantId}`) ?? new Set();
+      members.add(this.key(id));
+      storeSet(`grant:${payload.grantId}`, members);
+    }
+  }
+
+  async find(id) { return storeGet(this.key(id)); }
+
+  async findByUid(uid) {
+    const id = storeGet(`uid:${uid}`);
+    return id === undefined ? undefined : this.find(id);
+  }
+
+  async findByUserCode(userCode) {
+    const id = storeGet(`userCode:${userCode}`);
+    return id === undefined ? undefined : this.find(id);
+  }
+
+  async consume(id) {
+    const payload = storeGet(this.key(id));
+    if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) { store.delete(this.key(id)); }
+
+  async revokeByGrantId(grantId) {
+    for (const key of storeGet(`grant:${grantId}`) ?? []) store.delete(key);
+    store.delete(`grant:${grantId}`);
+  }
+}
+
+// ---------------------------------------------------------------- keys
+
+let keyCounter = 0;
+
+// A fresh RSA-2048 signing key as a private JWK with a readable, unique kid.
+function newSigningKey() {
+  keyCounter += 1;
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    ...privateKey.export({ format: 'jwk' }),
+    kid: `test-key-${keyCounter}-${crypto.randomBytes(4).toString('hex')}`,
+    use: 'sig',
+    alg: 'RS256',
+  };
+}
+
+// ---------------------------------------------------------------- statistics
+
+// Counts of requests the provider received, per endpoint (by path).
+const ROUTE_NAMES = {
+  '/.well-known/openid-configuration': 'discovery',
+  '/jwks': 'jwks',
+  '/me': 'userinfo',
+  '/token/introspection': 'introspection',
+  '/token/revocation': 'revocation',
+  '/token': 'token',
+  '/auth': 'authorization',
+};
+function emptyStats() {
+  const stats = { total: 0, other: 0 };
+  for (const name of Object.values(ROUTE_NAMES)) stats[name] = 0;
+  return stats;
+}
+let stats = emptyStats();
+
+// ---------------------------------------------------------------- provider
+
+function basicAuthHeader(id, secret) {
+  const enc = (s) => encodeURIComponent(s);
+  return `Basic ${Buffer.from(`${enc(id)}:${enc(secret)}`).toString('base64')}`;
+}
+
+// Reads a request body completely (bounded), for the introspection middleware.
+async function readRawBody(req, limit = 64 * 1024) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > limit) throw new Error('request body too large');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+function buildProvider(keys) {
+  const provider = new Provider(ISSUER, {
+    adapter: SharedMemoryAdapter,
+    clients: CLIENTS,
+    jwks: { keys },
+    cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+
+    async findAccount(ctx, sub) {
+      const account = ACCOUNTS[sub];
+      if (!account) return undefined;
+      return {
+        accountId: sub,
+        async claims(use, scope) {
+          const claims = { sub };
+          if (account.email) {
+            claims.email = account.email;
+            claims.email_verified = true;
+          }
+          claims.preferred_username = account.preferred_username;
+          claims.name = account.name;
+          return claims; // oidc-provider filters these by the granted scopes
+        },
+      };
+    },
+
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'preferred_username'],
+    },
+    scopes: ['openid', 'email', 'profile', 'offline_access'],
+
+    features: {
+      devInteractions: { enabled: false }, // no login UI: tokens come from the admin API
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+      // JWT access tokens for the resource `urn:mail` (RFC 8707). Tokens
+      // without a resource stay opaque and are usable at userinfo.
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => undefined,
+        useGrantedResource: () => false,
+        getResourceServerInfo(ctx, resourceIndicator) {
+          if (resourceIndicator === MAIL_RESOURCE) {
+            return mailResourceServerInfo();
+          }
+          throw new Provider.errors.InvalidTarget();
+        },
+      },
+    },
+
+    // Extra claims stored with every access token: they appear in the
+    // introspection response (RFC 7662 `username`, plus `email`) and in JWT
+    // access tokens, so a resource server can map a token to a mailbox without
+    // a userinfo call. `username` is always there; `email` needs the email scope.
+    async extraTokenClaims(ctx, token) {
+      const account = ACCOUNTS[token.accountId];
+      if (!account) return undefined;
+      const scopes = new Set((token.scope ?? '').split(' '));
+      const extra = { username: account.preferred_username };
+      if (scopes.has('email') && account.email) extra.email = account.email;
+      return extra;
+    },
+
+    ttl: {
+      AccessToken: 3600,
+      Grant: 14 * 24 * 3600,
+      Session: 14 * 24 * 3600,
+      Interaction: 3600,
+      IdToken: 3600,
+      AuthorizationCode: 60,
+      RefreshToken: 14 * 24 * 3600,
+    },
+  });
+
+  // Request counting (before anything else, so rejected requests count too).
+  provider.use(async (ctx, next) => {
+    const name = ROUTE_NAMES[ctx.path] ?? 'other';
+    stats[name] += 1;
+    stats.total += 1;
+    await next();
+    console.log(`${new Date().toISOString()} ${ctx.method} ${ctx.path} -> ${ctx.status}`);
+  });
+
+  // ------------------------------------------------------------------------
+  // Stalwart-style introspection authentication (NOT part of any RFC).
+  //
+  // Stalwart's `auth.method` for its introspection call can be `none`,
+  // `basic`, `token` (Authorization: Bearer <static token>) or `user-token`
+  // (Authorization: Bearer <the token being introspected>). oidc-provider only
+  // implements RFC client authentication (Basic, client_secret_post, ...), so
+  // requests that carry NO client credentials are mapped here:
+  //   no Authorization header                    -> internal client
+  //   Authorization: Bearer introspect-static-token -> internal client
+  //   Authorization: Bearer X, X == form `token` -> internal client
+  //   Authorization: Bearer <anything else>      -> 401 invalid_client
+  // "Internal client" means we inject HTTP Basic credentials of the private
+  // client INTERNAL_CLIENT_ID. Requests with Basic auth or client_id /
+  // client_secret / client_assertion in the body are left untouched. The
+  // provider itself still performs the introspection in every case.
+  // ------------------------------------------------------------------------
+  provider.use(async (ctx, next) => {
+    if (ctx.path !== '/token/introspection' || ctx.method !== 'POST') return next();
+    const authorization = ctx.get('authorization');
+    if (/^basic /i.test(authorization)) return next(); // RFC client_secret_basic
+    if (!ctx.is('application/x-www-form-urlencoded')) return next(); // provider rejects it
+
+    // Read the form ourselves; oidc-provider then parses ctx.req.body (its
+    // documented fallback for an already consumed body; it warns once).
+    const raw = await readRawBody(ctx.req);
+    ctx.req.body = raw;
+    const form = new URLSearchParams(raw.toString('utf8'));
+    if (form.has('client_id') || form.has('client_secret') || form.has('client_assertion')) {
+      return next(); // RFC client_secret_post etc.
+    }
+
+    if (authorization) {
+      const match = /^bearer\s+(\S+)\s*$/i.exec(authorization);
+      if (!match) return next(); // unknown scheme: let the provider reject it
+      const bearer = match[1];
+      if (bearer !== STATIC_INTROSPECTION_TOKEN && bearer !== form.get('token')) {
+        ctx.status = 401;
+        ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
+        ctx.set('Cache-Control', 'no-store');
+        ctx.body = { error: 'invalid_client', error_description: 'unknown bearer credential' };
+        return undefined;
+      }
+    }
+    ctx.req.headers.authorization = basicAuthHeader(INTERNAL_CLIENT_ID, INTERNAL_CLIENT_SECRET);
+    return next();
+  });
+
+  provider.on('server_error', (ctx, err) => {
+    console.error(`server_error on ${ctx?.path}:`, err);
+  });
+  return provider;
+}
+
+function mailResourceServerInfo() {
+  return {
+    scope: MAIL_RESOURCE_SCOPE,
+    audience: MAIL_RESOURCE,
+    accessTokenFormat: 'jwt',
+    accessTokenTTL: 3600,
+    jwt: { sign: { alg: 'RS256' } },
+  };
+}
+
+let signingKeys = [newSigningKey()];
+let provider = buildProvider(signingKeys);
+let providerHandler = provider.callback();
+
+// ---------------------------------------------------------------- minting
+
+// Mints an access token through the provider's own models: a Grant for the
+// account and client, then an AccessToken bound to it (what the token
+// endpoint would do after a successful authorization code exchange).
+async function mintToken({
+  sub, scope = 'openid email profile', ttl = 300, format = 'opaque', client: clientId,
+  resource = MAIL_RESOURCE,
+}) {
+  if (typeof sub !== 'string' || !sub) throw new Error('"sub" (string) is required');
+  if (!Number.isInteger(ttl) || ttl < 1) throw new Error('"ttl" must be an integer >= 1');
+  if (format !== 'opaque' && format !== 'jwt') throw new Error('"format" must be "opaque" or "jwt"');
+
+  const client = await provider.Client.find(clientId ?? DEFAULT_TOKEN_CLIENT);
+  if (!client) throw new Error(`unknown client ${clientId}`);
+
+  const grant = new provider.Grant({ accountId: sub, clientId: client.clientId });
+  grant.addOIDCScope(scope);
+  if (format === 'jwt') grant.addResourceScope(resource, scope);
+  const grantId = await grant.save();
+
+  const token = new provider.AccessToken({
+    accountId: sub,
+    client,
+    grantId,
+    scope,
+    expiresIn: ttl,
+    gty: 'authorization_code',
+    ...(format === 'jwt'
+      ? { resourceServer: new provider.ResourceServer(resource, mailResourceServerInfo()) }
+      : {}),
+  });
+  const value = await token.save();
+  return {
+    access_token: value,
+    token_type: 'Bearer',
+    expires_in: ttl,
+    format,
+    scope,
+    sub,
+    client_id: client.clientId,
+    ...(format === 'jwt' ? { aud: resource, kid: signingKeys[0].kid } : {}),
+  };
+}
+
+// ---------------------------------------------------------------- admin API
+
+async function readJson(req) {
+  const raw = await readRawBody(req);
+  if (raw.length === 0) return {};
+  return JSON.parse(raw.toString('utf8'));
+}
+
+function reply(res, status, body) {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function admin(req, res) {
+  const { pathname } = new URL(req.url, 'http://admin');
+  try {
+    if (req.method === 'POST' && pathname === '/token') {
+      return reply(res, 200, await mintToken(await readJson(req)));
+    }
+    if (req.method === 'POST' && pathname === '/revoke') {
+      // Revoke (delete) an opaque access token, as if the user logged out.
+      const { token } = await readJson(req);
+      const found = typeof token === 'string' ? await provider.AccessToken.find(token) : undefined;
+      if (found) await found.destroy();
+      return reply(res, 200, { revoked: !!found });
+    }
+    if (req.method === 'GET' && pathname === '/stats') {
+      return reply(res, 200, stats);
+    }
+    if (req.method === 'POST' && pathname === '/stats/reset') {
+      stats = emptyStats();
+      return reply(res, 200, stats);
+    }
+    if (req.method === 'POST' && pathname === '/rotate-keys') {
+      // Rebuild the provider with a new signing key. With keep_old the old
+      // public key stays published in the JWKS (signing uses the new one).
+      const { keep_old: keepOld = false } = await readJson(req);
+      const fresh = newSigningKey();
+      const keys = keepOld ? [fresh, ...signingKeys] : [fresh];
+      const rebuilt = buildProvider(keys);
+      signingKeys = keys;
+      provider = rebuilt;
+      providerHandler = provider.callback();
+      return reply(res, 200, { kid: fresh.kid, kids: keys.map((k) => k.kid) });
+    }
+    if (req.method === 'GET' && pathname === '/health') {
+      return reply(res, 200, { ok: true, issuer: ISSUER });
+    }
+    return reply(res, 404, { error: 'not_found' });
+  } catch (err) {
+    return reply(res, 400, { error: 'bad_request', error_description: String(err?.message ?? err) });
+  }
+}
+
+// ---------------------------------------------------------------- servers
+
+function listen(server, port) {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, HOST, resolve);
+  });
+}
+
+// Dispatch through a variable so /rotate-keys can swap the provider instance.
+const providerServer = http.createServer((req, res) => providerHandler(req, res));
+const adminServer = http.createServer((req, res) => { admin(req, res); });
+
+try {
+  await listen(providerServer, PORT);
+  await listen(adminServer, ADMIN_PORT);
+} catch (err) {
+  console.error(`cannot listen: ${err.message}`);
+  process.exit(1);
+}
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    providerServer.close();
+    adminServer.close();
+    process.exit(0);
+  });
+}
+
+console.log('READY');
