@@ -135,55 +135,56 @@ fn secrets_from_env_and_file() {
 #[test]
 fn invalid_configurations_name_the_key() {
     let dir = "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+    let full = format!("{BASE}{dir}");
     let cases: Vec<(String, &str)> = vec![
         (
-            BASE.replace("protocol = \"imap\"", "protocol = \"pop3\""),
+            full.replace("protocol = \"imap\"", "protocol = \"pop3\""),
             "listener.imaps.protocol",
         ),
         (
-            BASE.replace("tls = \"none\"", "tls = \"sometimes\""),
+            full.replace("tls = \"none\"", "tls = \"sometimes\""),
             "listener.imaps.tls",
         ),
         (
-            BASE.replace("tls = \"none\"", "tls = \"implicit\""),
+            full.replace("tls = \"none\"", "tls = \"implicit\""),
             "listener.imaps.tls",
         ),
         (
-            BASE.replace("\"127.0.0.1:993\"", "\"localhost\""),
+            full.replace("\"127.0.0.1:993\"", "\"localhost\""),
             "listener.imaps.bind",
         ),
         (
-            BASE.replace("directory = \"idp\"", "directory = \"nope\""),
+            full.replace("directory = \"idp\"", "directory = \"nope\""),
             "listener.imaps.directory",
         ),
         (
-            BASE.replace("upstream = \"dovecot\"", "upstream = \"nope\""),
+            full.replace("upstream = \"dovecot\"", "upstream = \"nope\""),
             "listener.imaps.upstream",
         ),
         (
-            BASE.replace("master-user", "telepathy"),
+            full.replace("master-user", "telepathy"),
             "upstream.dovecot.login.method",
         ),
         (
-            BASE.replace("master-user", "xclient"),
+            full.replace("master-user", "xclient"),
             "upstream.dovecot.login.method",
         ),
         (
-            BASE.replace("login.username = \"proxy\"\n", ""),
+            full.replace("login.username = \"proxy\"\n", ""),
             "upstream.dovecot.login.username",
         ),
         (
-            BASE.replace("127.0.0.1:10143", "no-port"),
+            full.replace("127.0.0.1:10143", "no-port"),
             "upstream.dovecot.address",
         ),
         (
-            BASE.replace(
+            full.replace(
                 "login.secret = \"s3cret\"",
                 "login.secret = \"%{env:OBP_UNSET_VAR}%\"",
             ),
             "upstream.dovecot.login.secret",
         ),
-        (BASE.replace("[server]", "[server]\nbogus = 1"), "bogus"),
+        (full.replace("[server]", "[server]\nbogus = 1"), "bogus"),
         (
             format!("{BASE}[directory.idp]\ntype = \"ldap\"\nendpoint.url = \"https://x\"\n"),
             "directory.idp.type",

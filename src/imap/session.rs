@@ -15,7 +15,7 @@ use std::io;
 enum Next {
     Continue(Client),
     Done(Outcome),
-    LoggedIn(Client, LoggedIn, Outcome),
+    LoggedIn(Client, Box<LoggedIn>, Outcome),
 }
 
 pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
@@ -33,7 +33,7 @@ pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
         match step {
             Ok(Next::Continue(c)) => client = c,
             Ok(Next::Done(o)) => return o,
-            Ok(Next::LoggedIn(mut c, up, o)) => return relay(&mut c, up, o).await,
+            Ok(Next::LoggedIn(mut c, up, o)) => return relay(&mut c, *up, o).await,
             Err(_) => return outcome.ended("closed"),
         }
     }
@@ -356,7 +356,11 @@ async fn bearer(
             outcome.last_failure = None;
             let up = success.upstream;
             send_upstream_reply(&mut client, tag, &up.untagged, &up.tagged_text).await?;
-            return Ok(Next::LoggedIn(client, up, std::mem::take(outcome)));
+            return Ok(Next::LoggedIn(
+                client,
+                Box::new(up),
+                std::mem::take(outcome),
+            ));
         }
         Err(f) => f,
     };
@@ -466,7 +470,11 @@ async fn passthrough(
         Ok(Reply::Ok(up)) => {
             outcome.last_failure = None;
             send_upstream_reply(&mut client, tag, &up.untagged, &up.tagged_text).await?;
-            Ok(Next::LoggedIn(client, up, std::mem::take(outcome)))
+            Ok(Next::LoggedIn(
+                client,
+                Box::new(up),
+                std::mem::take(outcome),
+            ))
         }
         Ok(Reply::No {
             untagged,
