@@ -23,7 +23,9 @@ fn curl_imap(
         .arg(peers.ca())
         .arg("--resolve")
         .arg(format!("localhost:{port}:127.0.0.1"))
-        .arg(format!("{url_scheme}://localhost:{port}/INBOX;MAILINDEX=1;SECTION=HEADER.FIELDS%20(SUBJECT)"))
+        .arg(format!(
+            "{url_scheme}://localhost:{port}/INBOX;MAILINDEX=1;SECTION=HEADER.FIELDS%20(SUBJECT)"
+        ))
         .arg("-u")
         .arg(format!("{user}:"))
         .arg("--oauth2-bearer")
