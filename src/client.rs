@@ -88,7 +88,11 @@ impl Client {
         let MaybeTls::Plain(tcp) = self.stream else {
             return Err(io::Error::other("TLS is already active"));
         };
-        let tls = tokio::time::timeout(self.tls_handshake_timeout, acceptor.accept(tcp))
+        // The handshake is part of pre-authentication: bounded by both.
+        let until = self
+            .deadline
+            .min(Instant::now() + self.tls_handshake_timeout);
+        let tls = tokio::time::timeout_at(until, acceptor.accept(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         self.stream = MaybeTls::Tls(Box::new(tls));

@@ -18,6 +18,8 @@ pub struct Service {
     pub validator: Arc<Validator>,
     pub upstream: Arc<Target>,
     pub tls: Option<TlsAcceptor>,
+    /// Connection counts and the failure penalty, shared by all listeners.
+    pub limiter: Arc<crate::limits::Limiter>,
 }
 
 /// How the upstream session is handed over, which differs by protocol.
@@ -121,12 +123,15 @@ impl Service {
                 reason: "no identity".into(),
             })?
             .to_string();
-        let logged_in = match handoff {
-            Handoff::Imap => upstream::imap::master_login(&self.upstream, client, &user).await,
-            Handoff::Smtp { helo } => {
-                upstream::smtp::login(&self.upstream, client, &user, helo).await
+        let login = async {
+            match handoff {
+                Handoff::Imap => upstream::imap::master_login(&self.upstream, client, &user).await,
+                Handoff::Smtp { helo } => {
+                    upstream::smtp::login(&self.upstream, client, &user, helo).await
+                }
             }
         };
+        let logged_in = upstream::bounded(&self.upstream, login).await;
         match logged_in {
             Ok(upstream) => Ok(Success { user, upstream }),
             Err(upstream::Error::Refused {

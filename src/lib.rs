@@ -16,7 +16,8 @@
 //! - [`gateway`]: the shared login path: token → identity → upstream login.
 //! - [`idp`]: token validation (OIDC UserInfo, RFC 7662 introspection).
 //! - [`upstream`]: connecting and logging in to Dovecot / Postfix.
-//! - [`relay`]: copying the logged-in session both ways.
+//! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
+//! - [`relay`]: copying the logged-in session both ways, idle timeout.
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod gateway;
 pub mod idp;
 pub mod imap;
+pub mod limits;
 pub mod line;
 pub mod relay;
 pub mod sasl;

@@ -15,17 +15,23 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds every listener's run-time service: loads certificates, builds
 /// HTTP clients and TLS connectors. Used by `check` as well as `run`.
 pub fn build(config: &Config) -> Result<Vec<Arc<Service>>, String> {
-    let acceptor = match &config.server.tls {
-        Some(t) => {
-            Some(crate::tls::acceptor(&t.cert, &t.key).map_err(|e| format!("`server.tls`: {e}"))?)
-        }
-        None => None,
+    // One acceptor per protocol: each offers its own ALPN name.
+    let acceptor = |p: Protocol| match &config.server.tls {
+        Some(t) => crate::tls::acceptor_alpn(&t.cert, &t.key, crate::tls::alpn(p))
+            .map(Some)
+            .map_err(|e| format!("`server.tls`: {e}")),
+        None => Ok(None),
     };
+    let acceptors = [
+        (Protocol::Imap, acceptor(Protocol::Imap)?),
+        (Protocol::Smtp, acceptor(Protocol::Smtp)?),
+    ];
+    let limiter = crate::limits::Limiter::new(&config.server.limits);
     let mut validators = BTreeMap::new();
     for (name, d) in &config.directories {
         let v = Validator::new(d.clone()).map_err(|e| format!("`directory.{name}`: {e}"))?;
@@ -58,8 +64,12 @@ pub fn build(config: &Config) -> Result<Vec<Arc<Service>>, String> {
                 tls: if l.tls == TlsMode::None {
                     None
                 } else {
-                    acceptor.clone()
+                    acceptors
+                        .iter()
+                        .find(|(p, _)| *p == l.protocol)
+                        .and_then(|(_, a)| a.clone())
                 },
+                limiter: limiter.clone(),
             }))
         })
         .collect()
@@ -118,14 +128,20 @@ async fn accept_loop(svc: Arc<Service>, socket: TcpListener) {
 
 async fn handle(svc: Arc<Service>, tcp: TcpStream, peer: SocketAddr) {
     let started = Instant::now();
+    let _admitted = match svc.limiter.admit(peer.ip()) {
+        Ok(a) => a,
+        Err(refusal) => return crate::limits::refuse(&svc, tcp, peer, refusal).await,
+    };
     let _ = tcp.set_nodelay(true);
     let local = match tcp.local_addr() {
         Ok(a) => a,
         Err(_) => return,
     };
+    let deadline = started + svc.limits.pre_auth_timeout;
     let stream = match (&svc.tls, svc.listener.tls) {
         (Some(acceptor), TlsMode::Implicit) => {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let until = deadline.min(started + TLS_HANDSHAKE_TIMEOUT);
+            match tokio::time::timeout_at(until, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => MaybeTls::Tls(Box::new(tls)),
                 Ok(Err(e)) => {
                     tracing::info!(listener = %svc.listener.name, client = %peer, "TLS handshake failed: {e}");
@@ -139,7 +155,6 @@ async fn handle(svc: Arc<Service>, tcp: TcpStream, peer: SocketAddr) {
         }
         _ => MaybeTls::Plain(tcp),
     };
-    let deadline = started + svc.limits.pre_auth_timeout;
     let client = Client::new(stream, peer, local, svc.limits.max_line, deadline);
     let outcome = match svc.listener.protocol {
         Protocol::Imap => crate::imap::serve(client, &svc).await,

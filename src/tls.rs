@@ -47,14 +47,32 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// Builds the acceptor shared by every TLS listener (TLS 1.2 and 1.3).
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    acceptor_alpn(cert, key, &[])
+}
+
+/// The ALPN protocol names of a mail protocol (RFC 7301; IANA registers
+/// `imap` and `smtp`, and ALPACA-style cross-protocol attacks are refused
+/// by offering only the listener's own).
+pub fn alpn(protocol: crate::config::Protocol) -> &'static [&'static [u8]] {
+    match protocol {
+        crate::config::Protocol::Imap => &[b"imap"],
+        crate::config::Protocol::Smtp => &[b"smtp"],
+    }
+}
+
+/// An acceptor that offers `alpn`: a client that sends ALPN must offer one
+/// of these names or its handshake fails (`no_application_protocol`); a
+/// client that sends no ALPN is served as before. Only TLS 1.2 and 1.3.
+pub fn acceptor_alpn(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Result<TlsAcceptor, TlsError> {
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
-    let config = rustls::ServerConfig::builder_with_provider(provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

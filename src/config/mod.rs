@@ -74,6 +74,11 @@ pub struct Limits {
     pub max_line: usize,
     pub max_auth_failures: u32,
     pub auth_failure_delay: Duration,
+    /// After login: no bytes either way for this long ends the session.
+    pub idle_timeout: Duration,
+    /// Open client connections, in total and from one IP address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -83,6 +88,9 @@ impl Default for Limits {
             max_line: 64 * 1024,
             max_auth_failures: 3,
             auth_failure_delay: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(35 * 60),
+            max_connections: 20_000,
+            max_connections_per_ip: 50,
         }
     }
 }
@@ -299,6 +307,37 @@ fn server(raw: raw::RawServer) -> Result<Server> {
     }
     if let Some(v) = l.auth_failure_delay {
         limits.auth_failure_delay = duration("server.limits.auth-failure-delay", &v)?;
+    }
+    if let Some(v) = l.idle_timeout {
+        limits.idle_timeout = duration("server.limits.idle-timeout", &v)?;
+        if limits.idle_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "server.limits.idle-timeout",
+                "must be more than 0",
+            ));
+        }
+    }
+    for (key, value, slot) in [
+        (
+            "max-connections",
+            l.max_connections,
+            &mut limits.max_connections,
+        ),
+        (
+            "max-connections-per-ip",
+            l.max_connections_per_ip,
+            &mut limits.max_connections_per_ip,
+        ),
+    ] {
+        if let Some(v) = value {
+            if v == 0 {
+                return Err(ConfigError::new(
+                    format!("server.limits.{key}"),
+                    "must be at least 1",
+                ));
+            }
+            *slot = v;
+        }
     }
     let log_json = match raw.log_format.as_deref() {
         None | Some("text") => false,

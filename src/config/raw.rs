@@ -42,6 +42,9 @@ pub struct RawLimits {
     pub max_line: Option<String>,
     pub max_auth_failures: Option<u32>,
     pub auth_failure_delay: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// A single address or a list of them.

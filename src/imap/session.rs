@@ -33,18 +33,40 @@ pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
         match step {
             Ok(Next::Continue(c)) => client = c,
             Ok(Next::Done(o)) => return o,
-            Ok(Next::LoggedIn(mut c, up, o)) => return relay(&mut c, *up, o).await,
+            Ok(Next::LoggedIn(mut c, up, o)) => return relay(&mut c, svc, *up, o).await,
             Err(_) => return outcome.ended("closed"),
         }
     }
 }
 
-async fn relay(client: &mut Client, mut up: LoggedIn, mut outcome: Outcome) -> Outcome {
+async fn relay(
+    client: &mut Client,
+    svc: &Service,
+    mut up: LoggedIn,
+    mut outcome: Outcome,
+) -> Outcome {
+    svc.limiter.login_succeeded(client.peer.ip());
     let pending = client.take_buffered();
-    match crate::relay::run(&mut client.stream, &pending, &mut up.stream, &up.buffered).await {
+    let idle = crate::relay::Idle {
+        timeout: svc.limits.idle_timeout,
+        farewell: b"* BYE Disconnected for inactivity.\r\n",
+    };
+    match crate::relay::run(
+        &mut client.stream,
+        &pending,
+        &mut up.stream,
+        &up.buffered,
+        idle,
+    )
+    .await
+    {
         Ok(bytes) => {
             outcome.relayed = Some(bytes);
-            outcome.ended("relayed")
+            outcome.ended(if bytes.idle_timeout {
+                "idle-timeout"
+            } else {
+                "relayed"
+            })
         }
         Err(_) => outcome.ended("relay-error"),
     }
@@ -394,7 +416,7 @@ async fn fail(
     log_failure(&client, outcome, &failure);
     outcome.last_failure = Some(failure_text(&failure));
     if failure.is_client_fault() {
-        tokio::time::sleep(svc.limits.auth_failure_delay).await;
+        tokio::time::sleep(svc.limiter.failure_delay(client.peer.ip())).await;
         *failures += 1;
     }
     client
@@ -462,10 +484,11 @@ async fn passthrough(
     tag: &str,
     login_command: &[u8],
 ) -> io::Result<Next> {
-    let reply = match upstream::imap::Session::open(&svc.upstream, client.info()).await {
-        Ok(session) => session.login(login_command).await,
-        Err(e) => Err(e),
+    let login = async {
+        let session = upstream::imap::Session::open(&svc.upstream, client.info()).await?;
+        session.login(login_command).await
     };
+    let reply = upstream::bounded(&svc.upstream, login).await;
     match reply {
         Ok(Reply::Ok(up)) => {
             outcome.last_failure = None;

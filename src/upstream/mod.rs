@@ -35,6 +35,23 @@ impl Error {
     }
 }
 
+/// Bounds a whole upstream login (connect, greeting, STARTTLS, login
+/// exchange) by the upstream's `connect-timeout`, so that an upstream that
+/// accepts but never greets or answers is a temporary failure, not a hang.
+pub async fn bounded<T>(
+    target: &Target,
+    login: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(target.config.connect_timeout, login)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Connect(format!(
+                "{}: no answer within {:?}",
+                target.config.address, target.config.connect_timeout
+            )))
+        })
+}
+
 /// Where the client came from, for logs and for the upstream's own
 /// policies (IMAP ID x-originating-ip, XCLIENT ADDR/PORT).
 #[derive(Debug, Clone, Copy)]

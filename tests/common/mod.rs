@@ -229,6 +229,10 @@ pub struct ProxyOptions {
     /// Raw TOML appended to the file.
     pub extra: String,
     pub log_level: &'static str,
+    /// `server.limits.pre-auth-timeout`.
+    pub pre_auth_timeout: &'static str,
+    /// More `key = value` lines inside `[server.limits]`.
+    pub limits: String,
 }
 
 impl ProxyOptions {
@@ -241,6 +245,8 @@ impl ProxyOptions {
             imap_upstream: None,
             extra: String::new(),
             log_level: "debug",
+            pre_auth_timeout: "30s",
+            limits: String::new(),
         }
     }
 }
@@ -268,11 +274,13 @@ impl Proxy {
         ports: &BTreeMap<String, u16>,
     ) -> String {
         let mut c = format!(
-            "[server]\nhostname = \"proxy.test\"\n\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[server.limits]\nauth-failure-delay = \"{}\"\nmax-auth-failures = {}\npre-auth-timeout = \"30s\"\n\n",
+            "[server]\nhostname = \"proxy.test\"\n\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[server.limits]\nauth-failure-delay = \"{}\"\nmax-auth-failures = {}\npre-auth-timeout = \"{}\"\n{}\n",
             peers.str(&["certs", "cert"]),
             peers.str(&["certs", "key"]),
             opts.auth_failure_delay,
-            opts.max_auth_failures
+            opts.max_auth_failures,
+            opts.pre_auth_timeout,
+            opts.limits
         );
         for (name, protocol, tls, upstream) in LISTENERS {
             c.push_str(&format!(
@@ -350,6 +358,48 @@ impl Proxy {
 
     pub fn port(&self, listener: &str) -> u16 {
         self.ports[listener]
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Open file descriptors of the proxy process (/proc/PID/fd).
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Threads of the proxy process (/proc/PID/task).
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Resident memory of the proxy process in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits (bounded) until the proxy holds at most `fds` descriptors.
+    pub fn wait_fds_at_most(&self, fds: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.fds();
+            if now <= fds || Instant::now() >= deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -444,6 +494,16 @@ fn tls_config(ca: &str) -> Arc<rustls::ClientConfig> {
 impl Raw {
     pub fn connect(port: u16, tls: bool, ca: &str) -> Raw {
         let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        Self::over(tcp, tls, ca)
+    }
+
+    /// Connects from another loopback source address (e.g. 127.0.0.2), to
+    /// be another client IP.
+    pub fn connect_from(source: &str, port: u16, tls: bool, ca: &str) -> Raw {
+        Self::over(tcp_from(source, port), tls, ca)
+    }
+
+    pub fn over(tcp: TcpStream, tls: bool, ca: &str) -> Raw {
         tcp.set_read_timeout(Some(Duration::from_secs(15)))
             .expect("timeout");
         let mut raw = Raw {
@@ -516,6 +576,26 @@ impl Raw {
             }
         }
     }
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `source`.
+pub fn tcp_from(source: &str, port: u16) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let src: std::net::SocketAddr = format!("{source}:0").parse().expect("source address");
+    let dst: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let tcp = rt
+        .block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind(src)?;
+            sock.connect(dst).await
+        })
+        .expect("connect from source address");
+    let tcp = tcp.into_std().expect("std stream");
+    tcp.set_nonblocking(false).expect("blocking");
+    tcp
 }
 
 pub fn b64(bytes: &[u8]) -> String {

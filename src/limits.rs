@@ -1,0 +1,387 @@
+//! Resource limits shared by every listener: open connections in total and
+//! per client IP (an RAII [`Admitted`] guard per connection), and the per-IP
+//! authentication failure penalty (a growing delay before each failure
+//! reply, like Dovecot's auth penalty).
+//!
+//! Both are bounded in memory whatever clients do: the connection table
+//! holds only addresses with an open connection (at most `max-connections`
+//! entries), and the penalty table holds at most [`PENALTY_ENTRIES`]
+//! addresses, forgetting an address [`PENALTY_WINDOW`] after its last failure.
+
+use crate::config::{Limits, Protocol};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How many client addresses the failure penalty remembers at most.
+pub const PENALTY_ENTRIES: usize = 100_000;
+/// An address's failures are forgotten this long after its last one.
+pub const PENALTY_WINDOW: Duration = Duration::from_secs(3600);
+/// The delay grows from `auth-failure-delay` up to this (or to
+/// `auth-failure-delay` itself if that is larger).
+pub const PENALTY_MAX: Duration = Duration::from_secs(15);
+/// How long a refused connection on an implicit-TLS listener may take for
+/// its handshake before it is simply dropped.
+pub const REFUSAL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Total,
+    PerIp,
+}
+
+impl Refusal {
+    /// The protocol's reply before the proxy closes the connection.
+    pub fn reply(self, protocol: Protocol, hostname: &str) -> String {
+        let what = match self {
+            Refusal::Total => "Too many connections",
+            Refusal::PerIp => "Too many connections from your address",
+        };
+        match protocol {
+            Protocol::Imap => format!("* BYE [UNAVAILABLE] {what}, try again later.\r\n"),
+            Protocol::Smtp => format!("421 4.7.0 {hostname} {what}, try again later.\r\n"),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Total => "max-connections",
+            Refusal::PerIp => "max-connections-per-ip",
+        }
+    }
+}
+
+/// Answers a connection over a limit with the protocol's reply (after the
+/// TLS handshake on an implicit-TLS listener, bounded in time) and closes it.
+pub async fn refuse(
+    svc: &crate::gateway::Service,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    refusal: Refusal,
+) {
+    use tokio::io::AsyncWriteExt;
+    tracing::warn!(
+        listener = %svc.listener.name,
+        client = %peer,
+        limit = refusal.as_str(),
+        "connection refused: over a limit"
+    );
+    let reply = refusal.reply(svc.listener.protocol, &svc.hostname);
+    let send = async {
+        match (&svc.tls, svc.listener.tls) {
+            (Some(acceptor), crate::config::TlsMode::Implicit) => {
+                let mut tls = acceptor.accept(tcp).await?;
+                tls.write_all(reply.as_bytes()).await?;
+                tls.shutdown().await
+            }
+            _ => {
+                let mut tcp = tcp;
+                tcp.write_all(reply.as_bytes()).await?;
+                tcp.shutdown().await
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_HANDSHAKE_TIMEOUT, send).await;
+}
+
+/// The shared limits of one running proxy.
+pub struct Limiter {
+    max_total: usize,
+    max_per_ip: usize,
+    connections: Mutex<Connections>,
+    penalty: Penalty,
+}
+
+#[derive(Default)]
+struct Connections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection; dropping it frees its place.
+pub struct Admitted {
+    limiter: Arc<Limiter>,
+    ip: IpAddr,
+}
+
+impl Limiter {
+    pub fn new(limits: &Limits) -> Arc<Self> {
+        Arc::new(Self {
+            max_total: limits.max_connections,
+            max_per_ip: limits.max_connections_per_ip,
+            connections: Mutex::new(Connections::default()),
+            penalty: Penalty::new(limits.auth_failure_delay, PENALTY_ENTRIES),
+        })
+    }
+
+    fn connections(&self) -> MutexGuard<'_, Connections> {
+        // The critical sections cannot panic; a poisoned lock still holds
+        // consistent counts.
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a new connection from `ip`, or says which limit it exceeds.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
+        let ip = ip.to_canonical();
+        let mut c = self.connections();
+        if c.total >= self.max_total {
+            return Err(Refusal::Total);
+        }
+        let n = c.per_ip.entry(ip).or_insert(0);
+        if *n >= self.max_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        *n += 1;
+        c.total += 1;
+        Ok(Admitted {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+
+    /// Open connections in total and from `ip`.
+    pub fn open(&self, ip: IpAddr) -> (usize, usize) {
+        let c = self.connections();
+        let from = c.per_ip.get(&ip.to_canonical()).copied().unwrap_or(0);
+        (c.total, from)
+    }
+
+    /// Records an authentication failure from `ip` and returns how long to
+    /// wait before the failure reply.
+    pub fn failure_delay(&self, ip: IpAddr) -> Duration {
+        self.penalty.failure(ip.to_canonical(), Instant::now())
+    }
+
+    /// A successful login from `ip` clears its penalty (as Dovecot does).
+    pub fn login_succeeded(&self, ip: IpAddr) {
+        self.penalty.clear(ip.to_canonical());
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut c = self.limiter.connections();
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The per-IP failure penalty: the n-th recent failure from an address is
+/// delayed `base * 2^(n-1)`, at most `max(base, PENALTY_MAX)`.
+pub struct Penalty {
+    base: Duration,
+    capacity: usize,
+    table: Mutex<PenaltyTable>,
+}
+
+struct PenaltyTable {
+    entries: HashMap<IpAddr, Failures>,
+    last_purge: Option<Instant>,
+}
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+impl Penalty {
+    pub fn new(base: Duration, capacity: usize) -> Self {
+        Self {
+            base,
+            capacity,
+            table: Mutex::new(PenaltyTable {
+                entries: HashMap::new(),
+                last_purge: None,
+            }),
+        }
+    }
+
+    /// Records a failure at `now` and returns the delay for it.
+    pub fn failure(&self, ip: IpAddr, now: Instant) -> Duration {
+        if self.base.is_zero() {
+            return Duration::ZERO;
+        }
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let count = match t.entries.get_mut(&ip) {
+            Some(f) if now.duration_since(f.last) < PENALTY_WINDOW => {
+                f.count = f.count.saturating_add(1);
+                f.last = now;
+                f.count
+            }
+            Some(f) => {
+                *f = Failures {
+                    count: 1,
+                    last: now,
+                };
+                1
+            }
+            None => {
+                if t.entries.len() >= self.capacity {
+                    t.purge(now);
+                }
+                // Still full (a flood from many addresses): this address
+                // gets the base delay without being remembered.
+                if t.entries.len() < self.capacity {
+                    t.entries.insert(
+                        ip,
+                        Failures {
+                            count: 1,
+                            last: now,
+                        },
+                    );
+                }
+                1
+            }
+        };
+        self.delay_for(count)
+    }
+
+    fn delay_for(&self, count: u32) -> Duration {
+        let max = self.base.max(PENALTY_MAX);
+        let doublings = count.saturating_sub(1).min(16);
+        self.base.saturating_mul(1 << doublings).min(max)
+    }
+
+    pub fn clear(&self, ip: IpAddr) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.entries.remove(&ip);
+    }
+
+    /// How many addresses are remembered.
+    pub fn len(&self) -> usize {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PenaltyTable {
+    /// Forgets expired addresses; at most once a second so that a full
+    /// table under a flood costs one scan a second, not one per failure.
+    fn purge(&mut self, now: Instant) {
+        if self
+            .last_purge
+            .is_some_and(|p| now.duration_since(p) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_purge = Some(now);
+        self.entries
+            .retain(|_, f| now.duration_since(f.last) < PENALTY_WINDOW);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn limits(total: usize, per_ip: usize) -> Limits {
+        Limits {
+            max_connections: total,
+            max_connections_per_ip: per_ip,
+            ..Limits::default()
+        }
+    }
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, n))
+    }
+
+    #[test]
+    fn per_ip_and_total_limits_with_guards() {
+        let l = Limiter::new(&limits(3, 2));
+        let a1 = l.admit(ip(1)).unwrap();
+        let _a2 = l.admit(ip(1)).unwrap();
+        assert_eq!(l.admit(ip(1)).err(), Some(Refusal::PerIp));
+        let _b1 = l.admit(ip(2)).unwrap();
+        assert_eq!(l.admit(ip(3)).err(), Some(Refusal::Total));
+        drop(a1);
+        assert_eq!(l.open(ip(1)), (2, 1));
+        let _c = l.admit(ip(3)).unwrap();
+        assert_eq!(l.open(ip(3)), (3, 1));
+    }
+
+    #[test]
+    fn table_forgets_addresses_without_connections() {
+        let l = Limiter::new(&limits(10, 10));
+        for n in 0..5 {
+            drop(l.admit(ip(n)).unwrap());
+        }
+        assert!(l.connections().per_ip.is_empty());
+        assert_eq!(l.open(ip(0)), (0, 0));
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_counts_as_ipv4() {
+        let l = Limiter::new(&limits(10, 1));
+        let _a = l.admit(ip(7)).unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(l.admit(mapped).err(), Some(Refusal::PerIp));
+    }
+
+    #[test]
+    fn penalty_grows_caps_and_expires() {
+        let p = Penalty::new(Duration::from_secs(2), 100);
+        let t0 = Instant::now();
+        let d: Vec<u64> = (0..5).map(|_| p.failure(ip(1), t0).as_secs()).collect();
+        assert_eq!(d, vec![2, 4, 8, 15, 15]);
+        // Another address starts at the base.
+        assert_eq!(p.failure(ip(2), t0), Duration::from_secs(2));
+        // After the window, back to the base.
+        assert_eq!(
+            p.failure(ip(1), t0 + PENALTY_WINDOW),
+            Duration::from_secs(2)
+        );
+        p.clear(ip(1));
+        assert_eq!(p.failure(ip(1), t0), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn penalty_zero_base_is_always_zero_and_remembers_nothing() {
+        let p = Penalty::new(Duration::ZERO, 100);
+        for _ in 0..10 {
+            assert_eq!(p.failure(ip(1), Instant::now()), Duration::ZERO);
+        }
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn penalty_memory_is_bounded_under_a_flood_of_addresses() {
+        let p = Penalty::new(Duration::from_millis(100), 1000);
+        let now = Instant::now();
+        for n in 0..5000u32 {
+            let a = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
+            assert_eq!(p.failure(a, now), Duration::from_millis(100));
+        }
+        assert_eq!(p.len(), 1000);
+        // Once the old entries expire, new addresses are remembered again.
+        let later = now + PENALTY_WINDOW + Duration::from_secs(2);
+        p.failure(ip(9), later);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.failure(ip(9), later), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn refusal_replies() {
+        assert_eq!(
+            Refusal::PerIp.reply(Protocol::Imap, "h"),
+            "* BYE [UNAVAILABLE] Too many connections from your address, try again later.\r\n"
+        );
+        assert!(Refusal::Total
+            .reply(Protocol::Smtp, "mx.test")
+            .starts_with("421 4.7.0 mx.test "));
+    }
+}
