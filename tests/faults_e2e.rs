@@ -275,7 +275,7 @@ fn provider_faults_give_the_documented_reply_leak_nothing_and_recover() {
 }
 
 #[test]
-fn provider_refusing_connections_is_temporary_and_hostile_claims_never_reach_dovecot() {
+fn provider_refusing_connections_is_a_temporary_failure_without_leaks() {
     let peers = peers_read();
     let closed = free_port();
     let mut opts = ProxyOptions::new(&peers);

@@ -264,7 +264,7 @@ fn tls_1_2_and_1_3_only_and_alpn_imap() {
     // A client speaking another protocol (ALPACA) is refused.
     let r = python_tls(port, &ca, "default", &["http/1.1"]);
     assert!(r.starts_with("error"), "{r}");
-    proxy.wait_log("NoApplicationProtocol");
+    proxy.wait_log("peer doesn't support any known protocol");
     // TLS 1.1 and 1.0: the proxy refuses the handshake itself.
     for v in ["TLSv1_1", "TLSv1"] {
         let before = proxy.log().matches("TLS handshake failed").count();
