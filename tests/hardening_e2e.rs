@@ -286,3 +286,80 @@ fn tls_1_2_and_1_3_only_and_alpn_imap() {
     c.send("s STARTTLS\r\n");
     assert!(c.expect_line().starts_with("s OK"));
 }
+
+/// SMTP on implicit TLS up to the EHLO reply.
+fn smtp_ready(peers: &Peers, proxy: &Proxy) -> Raw {
+    let mut raw = Raw::connect(proxy.port("submissions"), true, &peers.ca());
+    assert_eq!(raw.expect_line(), "220 proxy.test ESMTP");
+    raw.send("EHLO raw.example\r\n");
+    raw.until("250 ");
+    raw
+}
+
+#[test]
+fn smtp_limits_pre_auth_timeout_idle_timeout_and_connections_per_ip() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.pre_auth_timeout = "3s";
+    opts.limits = "idle-timeout = \"2s\"\nmax-connections-per-ip = 3\n".into();
+    let proxy = Proxy::start(&peers, &opts);
+    let token = mint_token(&peers, "alice", SCOPE, 300);
+    // Logged in, then idle: 421 4.4.2 and close.
+    let mut idle = smtp_ready(&peers, &proxy);
+    idle.send(&format!("AUTH XOAUTH2 {}\r\n", xoauth2(ALICE, &token)));
+    assert!(idle.expect_line().starts_with("235 "), "logged in");
+    // Not logged in: the pre-auth timeout.
+    let mut waiting = smtp_ready(&peers, &proxy);
+    // A third connection fills the per-IP limit; the fourth gets 421 4.7.0.
+    let mut third = Raw::connect(proxy.port("submission"), false, &peers.ca());
+    third.expect_line();
+    let mut over = Raw::connect(proxy.port("submission"), false, &peers.ca());
+    assert_eq!(
+        over.expect_line(),
+        "421 4.7.0 proxy.test Too many connections from your address, try again later."
+    );
+    assert!(over.line().is_none());
+    let mut over_tls = Raw::connect(proxy.port("submissions"), true, &peers.ca());
+    assert!(over_tls.expect_line().starts_with("421 4.7.0 "));
+    third.send("NOOP\r\n");
+    assert!(third.expect_line().starts_with("250"));
+    assert_eq!(
+        idle.expect_line(),
+        "421 4.4.2 proxy.test Error: timeout exceeded"
+    );
+    assert!(idle.line().is_none());
+    assert!(waiting.expect_line().starts_with("421 4.4.2 "));
+    assert!(waiting.line().is_none());
+}
+
+#[test]
+fn smtp_alpn_and_failure_penalty() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.auth_failure_delay = "300ms";
+    opts.max_auth_failures = 5;
+    let proxy = Proxy::start(&peers, &opts);
+    let port = proxy.port("submissions");
+    let r = python_tls(port, &peers.ca(), "default", &["smtp"]);
+    assert!(r.starts_with("ok TLSv1.3 smtp 220"), "{r}");
+    let r = python_tls(port, &peers.ca(), "default", &["imap"]);
+    assert!(
+        r.starts_with("error"),
+        "an IMAP client is refused on SMTP: {r}"
+    );
+    // Failures from one address grow on SMTP too.
+    let mut raw = smtp_ready(&peers, &proxy);
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        raw.send(&format!("AUTH XOAUTH2 {}\r\n", xoauth2(ALICE, "bad-token")));
+        assert!(raw.expect_line().starts_with("334 "));
+        let t = Instant::now();
+        raw.send("AQ==\r\n");
+        assert!(raw.expect_line().starts_with("535 5.7.8"));
+        delays.push(t.elapsed().as_millis());
+    }
+    assert!(
+        delays[0] >= 280 && delays[1] >= 580 && delays[2] >= 1180,
+        "{delays:?}"
+    );
+}
