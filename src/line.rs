@@ -117,6 +117,14 @@ impl LineReader {
     }
 }
 
+impl Drop for LineReader {
+    fn drop(&mut self) {
+        // Lines handed out were drained from this buffer, but their bytes
+        // (tokens, passwords) stay in its spare capacity until overwritten.
+        zeroize::Zeroize::zeroize(&mut self.buf);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

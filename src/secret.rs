@@ -3,7 +3,7 @@
 //! Tokens, passwords and the master credential travel as `Secret` so that a
 //! `{:?}` in a log line or an error message cannot leak them. The value is
 //! only reachable through [`Secret::expose`], which makes every use visible
-//! in review. The buffer is overwritten on drop.
+//! in review. The whole buffer is zeroized on drop (the `zeroize` crate).
 
 use std::fmt;
 
@@ -39,12 +39,9 @@ impl fmt::Display for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        // Overwrite the bytes before the allocation is returned. Safe code
-        // can only do this through a byte-wise rewrite of the String.
-        let len = self.0.len();
-        self.0.clear();
-        self.0.extend(std::iter::repeat_n('\0', len));
-        std::hint::black_box(&self.0);
+        // Volatile writes over the whole allocation (zeroize), so the
+        // compiler cannot drop them as dead stores before the free.
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 

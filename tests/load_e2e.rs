@@ -271,7 +271,9 @@ fn concurrent_tls_sessions_half_idle_half_hammering_logins() {
     });
     let elapsed = started.elapsed();
     drop(rt);
-    let fds_after = proxy.wait_fds_at_most(fds0 + 2);
+    // Up to 32 idle keep-alive connections to the provider may stay pooled
+    // (idp::http::POOL_MAX_IDLE).
+    let fds_after = proxy.wait_fds_at_most(fds0 + 34);
     let threads_after = proxy.threads();
     let per_session = (held_rss.saturating_sub(rss0)) as f64 / idle_n.max(1) as f64;
     eprintln!(
@@ -295,7 +297,7 @@ fn concurrent_tls_sessions_half_idle_half_hammering_logins() {
         idle_n + hammer_n * rounds - counts.refused_as_expected.load(Ordering::SeqCst)
     );
     assert!(held_fds >= fds0 + idle_n, "the idle sessions were held");
-    assert!(fds_after <= fds0 + 2, "fds {fds0} -> {fds_after}");
+    assert!(fds_after <= fds0 + 34, "fds {fds0} -> {fds_after}");
     assert!(
         threads_after <= threads0.max(4) + 2,
         "threads {threads0} -> {threads_after}"
@@ -411,6 +413,6 @@ fn slowloris_does_not_stop_legitimate_logins() {
         assert_eq!(r.as_ref().ok(), Some(&true), "{r:?}");
         assert!(*d < Duration::from_secs(3), "a login took {d:?}");
     }
-    let fds = proxy.wait_fds_at_most(base_fds + 2);
-    assert!(fds <= base_fds + 2, "fds {base_fds} -> {fds}");
+    let fds = proxy.wait_fds_at_most(base_fds + 34);
+    assert!(fds <= base_fds + 34, "fds {base_fds} -> {fds}");
 }

@@ -5,12 +5,17 @@ use crate::config::Directory;
 
 /// Largest provider answer we read (a userinfo or introspection document).
 pub const MAX_BODY: usize = 1024 * 1024;
+/// Idle keep-alive connections kept per provider host.
+pub const POOL_MAX_IDLE: usize = 32;
 
 pub fn client(directory: &Directory) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .timeout(directory.timeout)
         .connect_timeout(directory.timeout)
         .pool_idle_timeout(std::time::Duration::from_secs(90))
+        // Bounded: after a burst of logins at most this many idle
+        // connections to the provider stay open.
+        .pool_max_idle_per_host(POOL_MAX_IDLE)
         .user_agent(concat!("oauthbearer-proxy/", env!("CARGO_PKG_VERSION")))
         // A provider answers in place; following a redirect could hand the
         // token to another host.

@@ -268,8 +268,9 @@ async fn authenticate(
             None => return Ok(Next::Done(std::mem::take(outcome).ended("closed"))),
         },
     };
+    // The decoded SASL message holds the token or password.
     let message = match message {
-        Ok(m) => m,
+        Ok(m) => zeroize::Zeroizing::new(m),
         Err(bad) => {
             client.send(bad.as_bytes()).await?;
             return Ok(Next::Continue(client));
@@ -307,7 +308,7 @@ async fn authenticate(
                     None => return Ok(Next::Done(std::mem::take(outcome).ended("closed"))),
                 }
             } else {
-                message
+                message.to_vec()
             };
             let password = match sasl_response(&mut client, tag, "UGFzc3dvcmQ6").await? {
                 Some(Ok(p)) => crate::secret::Secret::new(String::from_utf8_lossy(&p).into_owned()),

@@ -77,7 +77,10 @@ impl Session {
         out.push(b' ');
         out.extend_from_slice(command);
         out.extend_from_slice(b"\r\n");
-        self.stream.write_all(&out).await.map_err(Error::io)?;
+        let written = self.stream.write_all(&out).await;
+        // The command may carry the master secret or a password.
+        zeroize::Zeroize::zeroize(&mut out);
+        written.map_err(Error::io)?;
         self.stream.flush().await.map_err(Error::io)?;
         let mut untagged = Vec::new();
         loop {
@@ -140,10 +143,10 @@ pub async fn master_login(
         ));
     };
     let session = Session::open(target, client).await?;
-    let command = Secret::new(format!(
-        "AUTHENTICATE PLAIN {}",
-        sasl::encode(format!("{user}\0{username}\0{}", secret.expose()).as_bytes())
-    ));
+    // Every intermediate copy of the master secret is a Secret: zeroized on drop.
+    let plain = Secret::new(format!("{user}\0{username}\0{}", secret.expose()));
+    let encoded = Secret::new(sasl::encode(plain.expose().as_bytes()));
+    let command = Secret::new(format!("AUTHENTICATE PLAIN {}", encoded.expose()));
     match session.login(command.expose().as_bytes()).await? {
         Reply::Ok(logged_in) => Ok(logged_in),
         Reply::No { tagged_text, .. } => Err(Error::Refused {

@@ -110,7 +110,10 @@ impl Session {
         let mut out = Vec::with_capacity(line.len() + 2);
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
-        self.stream.write_all(&out).await.map_err(Error::io)?;
+        let written = self.stream.write_all(&out).await;
+        // The command may carry the master secret or a password.
+        zeroize::Zeroize::zeroize(&mut out);
+        written.map_err(Error::io)?;
         self.stream.flush().await.map_err(Error::io)?;
         self.read_reply().await
     }
@@ -253,10 +256,9 @@ pub async fn login(
             s.xclient(client, helo, Some(user)).await?;
         }
         UpstreamLogin::MasterUser { username, secret } => {
-            let cmd = Secret::new(format!(
-                "AUTH PLAIN {}",
-                sasl::encode(format!("{user}\0{username}\0{}", secret.expose()).as_bytes())
-            ));
+            let plain = Secret::new(format!("{user}\0{username}\0{}", secret.expose()));
+            let encoded = Secret::new(sasl::encode(plain.expose().as_bytes()));
+            let cmd = Secret::new(format!("AUTH PLAIN {}", encoded.expose()));
             let r = s.command(cmd.expose().as_bytes()).await?;
             match r.code {
                 235 => {}

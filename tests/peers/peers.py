@@ -290,7 +290,7 @@ auth_mechanisms = plain login
 auth_failure_delay = 0
 auth_verbose = yes
 login_trusted_networks = 127.0.0.1/32
-mail_max_userip_connections = 1000
+mail_max_userip_connections = 20000
 
 mail_uid = mail
 mail_gid = mail
@@ -341,8 +341,11 @@ service imap-login {{
   client_limit = 1000
   process_min_avail = 1
 }}
+# Several sessions per imap process: the load test holds thousands of
+# logged-in sessions (tests/load_e2e.rs).
 service imap {{
   service_count = 0
+  client_limit = 10
   process_limit = 1024
   process_min_avail = 2
 }}
