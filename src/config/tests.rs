@@ -221,3 +221,32 @@ fn invalid_configurations_name_the_key() {
         }
     }
 }
+
+#[test]
+fn hardening_limits_parse_and_invalid_ones_name_the_key() {
+    let dir = "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+    let limits = "[server.limits]\nidle-timeout = \"30m\"\nmax-connections = 100\nmax-connections-per-ip = 5\n";
+    let c = Config::parse(&format!("{BASE}{dir}{limits}")).unwrap();
+    assert_eq!(c.server.limits.idle_timeout, Duration::from_secs(1800));
+    assert_eq!(c.server.limits.max_connections, 100);
+    assert_eq!(c.server.limits.max_connections_per_ip, 5);
+    let d = Config::parse(&format!("{BASE}{dir}")).unwrap();
+    assert_eq!(d.server.limits.idle_timeout, Duration::from_secs(35 * 60));
+    assert_eq!(d.server.limits.max_connections, 20_000);
+    assert_eq!(d.server.limits.max_connections_per_ip, 50);
+    for (bad, key) in [
+        ("idle-timeout = \"0s\"", "server.limits.idle-timeout"),
+        ("idle-timeout = \"soon\"", "server.limits.idle-timeout"),
+        ("max-connections = 0", "server.limits.max-connections"),
+        (
+            "max-connections-per-ip = 0",
+            "server.limits.max-connections-per-ip",
+        ),
+    ] {
+        let text = format!("{BASE}{dir}[server.limits]\n{bad}\n");
+        match Config::parse(&text) {
+            Ok(_) => panic!("accepted {bad}"),
+            Err(e) => assert!(e.to_string().contains(key), "{bad}: {e}"),
+        }
+    }
+}
