@@ -26,6 +26,10 @@ pub const PENALTY_MAX: Duration = Duration::from_secs(15);
 /// its handshake before it is simply dropped.
 pub const REFUSAL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many over-limit connections are answered at once; beyond that they
+/// are closed without a reply, so a flood costs no TLS handshakes.
+pub const REFUSALS_IN_FLIGHT: usize = 256;
+
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -63,6 +67,10 @@ pub async fn refuse(
     refusal: Refusal,
 ) {
     use tokio::io::AsyncWriteExt;
+    let Ok(_answering) = svc.limiter.refusals.try_acquire() else {
+        // Dropping the socket closes it.
+        return;
+    };
     tracing::warn!(
         listener = %svc.listener.name,
         client = %peer,
@@ -93,6 +101,7 @@ pub struct Limiter {
     max_per_ip: usize,
     connections: Mutex<Connections>,
     penalty: Penalty,
+    refusals: tokio::sync::Semaphore,
 }
 
 #[derive(Default)]
@@ -114,6 +123,7 @@ impl Limiter {
             max_per_ip: limits.max_connections_per_ip,
             connections: Mutex::new(Connections::default()),
             penalty: Penalty::new(limits.auth_failure_delay, PENALTY_ENTRIES),
+            refusals: tokio::sync::Semaphore::new(REFUSALS_IN_FLIGHT),
         })
     }
 

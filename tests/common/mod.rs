@@ -313,6 +313,20 @@ impl Proxy {
     }
 
     pub fn start(peers: &Peers, opts: &ProxyOptions) -> Proxy {
+        // A port picked by free_port() can be taken by another test's
+        // outgoing connection before the proxy binds it: pick again.
+        for _ in 0..3 {
+            let mut proxy = Self::spawn(peers, opts);
+            match proxy.wait_ready() {
+                Ok(()) => return proxy,
+                Err(log) if log.contains("cannot bind") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+        panic!("the proxy could not bind its ports three times");
+    }
+
+    fn spawn(peers: &Peers, opts: &ProxyOptions) -> Proxy {
         let ports: BTreeMap<String, u16> = LISTENERS
             .iter()
             .map(|l| (l.0.to_string(), free_port()))
@@ -330,17 +344,15 @@ impl Proxy {
             .stderr(log)
             .spawn()
             .expect("start the proxy");
-        let mut proxy = Proxy {
+        Proxy {
             child,
             ports,
             dir,
             config_path,
-        };
-        proxy.wait_ready();
-        proxy
+        }
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(15);
         for port in self.ports.values() {
             loop {
@@ -348,16 +360,21 @@ impl Proxy {
                     break;
                 }
                 if let Ok(Some(status)) = self.child.try_wait() {
-                    panic!("the proxy exited ({status}) at start-up:\n{}", self.log());
+                    return Err(format!(
+                        "the proxy exited ({status}) at start-up:\n{}",
+                        self.log()
+                    ));
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "the proxy did not listen on {port}:\n{}",
-                    self.log()
-                );
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "the proxy did not listen on {port}:\n{}",
+                        self.log()
+                    ));
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        Ok(())
     }
 
     pub fn port(&self, listener: &str) -> u16 {
