@@ -233,6 +233,8 @@ pub struct ProxyOptions {
     pub pre_auth_timeout: &'static str,
     /// More `key = value` lines inside `[server.limits]`.
     pub limits: String,
+    /// `connect-timeout` of both upstreams.
+    pub connect_timeout: &'static str,
     /// `identity` of the Dovecot upstream ("email" by default).
     pub imap_identity: &'static str,
 }
@@ -249,6 +251,7 @@ impl ProxyOptions {
             log_level: "debug",
             pre_auth_timeout: "30s",
             limits: String::new(),
+            connect_timeout: "5s",
             imap_identity: "email",
         }
     }
@@ -296,14 +299,16 @@ impl Proxy {
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{}", peers.port(&["dovecot", "imap_port"])));
         c.push_str(&format!(
-            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"5s\"\n\n",
+            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n\n",
             peers.str(&["dovecot", "master_user"]),
             peers.str(&["dovecot", "master_secret_file"]),
             opts.imap_identity,
+            opts.connect_timeout,
         ));
         let smtp_port = peers.info["postfix"]["smtp_port"].as_u64().unwrap_or(1);
         c.push_str(&format!(
-            "[upstream.postfix]\naddress = \"127.0.0.1:{smtp_port}\"\ntls = \"none\"\nlogin.method = \"xclient\"\nidentity = \"email\"\nconnect-timeout = \"5s\"\n\n"
+            "[upstream.postfix]\naddress = \"127.0.0.1:{smtp_port}\"\ntls = \"none\"\nlogin.method = \"xclient\"\nidentity = \"email\"\nconnect-timeout = \"{}\"\n\n",
+            opts.connect_timeout
         ));
         c.push_str("[directory.test]\n");
         c.push_str(&opts.directory);
