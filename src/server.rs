@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds every listener's run-time service: loads certificates, builds
 /// HTTP clients and TLS connectors. Used by `check` as well as `run`.
