@@ -26,6 +26,23 @@ pub const PENALTY_MAX: Duration = Duration::from_secs(15);
 /// its handshake before it is simply dropped.
 pub const REFUSAL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The listen backlog: connections the kernel completes while the accept
+/// loop catches up after a burst (capped by net.core.somaxconn).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listening socket with [`LISTEN_BACKLOG`] (the standard library's
+/// default is smaller, and a burst of thousands of clients overflowed it).
+pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// How many over-limit connections are answered at once; beyond that they
 /// are closed without a reply, so a flood costs no TLS handshakes.
 pub const REFUSALS_IN_FLIGHT: usize = 256;

@@ -81,7 +81,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let mut sockets = Vec::new();
     for svc in &services {
         for addr in &svc.listener.binds {
-            let socket = TcpListener::bind(addr).await.map_err(|e| {
+            let socket = crate::limits::bind(*addr).await.map_err(|e| {
                 format!("listener `{}`: cannot bind {addr}: {e}", svc.listener.name)
             })?;
             tracing::info!(listener = %svc.listener.name, address = %addr, "listening");

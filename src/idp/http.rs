@@ -29,8 +29,19 @@ pub fn client(directory: &Directory) -> Result<reqwest::Client, String> {
     builder.build().map_err(|e| e.to_string())
 }
 
+/// Provider requests in flight at once, for the whole process: a login
+/// storm queues here instead of opening thousands of connections to the
+/// provider (whose accept queue then overflows and refuses everyone).
+pub const MAX_IN_FLIGHT: usize = 256;
+static IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_IN_FLIGHT);
+
 /// Sends the request; transport failures are `Unavailable`.
 pub async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
+    // Each holder is done within the directory's timeout, so the wait is bounded.
+    let _slot = IN_FLIGHT
+        .acquire()
+        .await
+        .map_err(|_| Error::Unavailable("provider request queue closed".into()))?;
     request.send().await.map_err(|e| {
         if e.is_timeout() {
             Error::Unavailable("provider timed out".into())
