@@ -4,7 +4,7 @@
 //! their protocol's replies.
 
 use crate::config::{self, Limits};
-use crate::idp::{self, Rejection, Validator};
+use crate::idp::{self, Directories, Rejection};
 use crate::sasl::{self, challenge, Mechanism};
 use crate::upstream::{self, ClientInfo, LoggedIn, Target};
 use std::sync::Arc;
@@ -15,7 +15,8 @@ pub struct Service {
     pub listener: config::Listener,
     pub hostname: String,
     pub limits: Limits,
-    pub validator: Arc<Validator>,
+    /// The listener's directories, in order.
+    pub directories: Directories,
     pub upstream: Arc<Target>,
     pub tls: Option<TlsAcceptor>,
 }
@@ -59,9 +60,10 @@ pub struct Success {
 impl Service {
     /// The base64 error challenge for a refused bearer login.
     pub fn challenge(&self, mech: Mechanism, status: challenge::Status) -> String {
-        let openid = self.validator.openid_configuration();
+        let primary = self.directories.primary();
+        let openid = primary.and_then(|v| v.openid_configuration());
         let hints = challenge::Hints {
-            scope: self.validator.required_scope(),
+            scope: primary.and_then(|v| v.required_scope()),
             openid_configuration: openid.as_deref(),
             xoauth2_status: &self.listener.xoauth2_error_status,
         };
@@ -80,11 +82,8 @@ impl Service {
             reason: format!("malformed {} message: {e}", mech.name()),
         })?;
         let need = self.upstream.config.identity;
-        let identity = self
-            .validator
-            .validate(&creds.token, need)
-            .await
-            .map_err(|e| match e {
+        let (directory, validated) = self.directories.validate(&creds.token, need).await;
+        let identity = validated.map_err(|e| match e {
                 idp::Error::Rejected(r) => Failure::Refused {
                     status: match r {
                         Rejection::InvalidToken(_) => challenge::Status::InvalidToken,
@@ -92,12 +91,11 @@ impl Service {
                             challenge::Status::InsufficientScope
                         }
                     },
-                    reason: format!("directory {}: {r}", self.validator.name()),
+                    reason: format!("directory {directory}: {r}"),
                 },
-                idp::Error::Unavailable(why) => Failure::ProviderUnavailable(format!(
-                    "directory {}: {why}",
-                    self.validator.name()
-                )),
+                idp::Error::Unavailable(why) => {
+                    Failure::ProviderUnavailable(format!("directory {directory}: {why}"))
+                }
             })?;
         if let Some(authzid) = &creds.authzid {
             if !identity.matches(authzid) {

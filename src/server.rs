@@ -5,7 +5,7 @@
 use crate::client::Client;
 use crate::config::{Config, Protocol, TlsMode};
 use crate::gateway::{Outcome, Service};
-use crate::idp::Validator;
+use crate::idp::{Directories, Validator};
 use crate::stream::MaybeTls;
 use crate::upstream::Target;
 use std::collections::BTreeMap;
@@ -41,10 +41,11 @@ pub fn build(config: &Config) -> Result<Vec<Arc<Service>>, String> {
         .iter()
         .map(|l| {
             // Names were cross-checked when the configuration was loaded.
-            let validator = validators
-                .get(&l.directory)
-                .cloned()
-                .ok_or("unknown directory")?;
+            let directories = l
+                .directories
+                .iter()
+                .map(|d| validators.get(d).cloned().ok_or("unknown directory"))
+                .collect::<Result<Vec<_>, _>>()?;
             let upstream = targets
                 .get(&l.upstream)
                 .cloned()
@@ -53,7 +54,7 @@ pub fn build(config: &Config) -> Result<Vec<Arc<Service>>, String> {
                 listener: l.clone(),
                 hostname: config.server.hostname.clone(),
                 limits: config.server.limits.clone(),
-                validator,
+                directories: Directories::new(directories),
                 upstream,
                 tls: if l.tls == TlsMode::None {
                     None
@@ -68,6 +69,10 @@ pub fn build(config: &Config) -> Result<Vec<Arc<Service>>, String> {
 /// Binds every listener and serves until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), String> {
     let services = build(&config)?;
+    for svc in &services {
+        // JWKS fetched at start-up and kept fresh.
+        svc.directories.start();
+    }
     let mut sockets = Vec::new();
     for svc in &services {
         for addr in &svc.listener.binds {

@@ -51,7 +51,7 @@ fields.full-name = "name"
     .unwrap();
     let d = &c.directories["idp"];
     assert!(
-        matches!(&d.endpoint, Endpoint::UserInfo { url } if url == "https://accounts.example.org/userinfo")
+        matches!(&d.endpoint, Endpoint::UserInfo { url } if url.as_deref() == Some("https://accounts.example.org/userinfo"))
     );
     assert_eq!(d.timeout, Duration::from_secs(15));
     assert_eq!(d.fields.full_name.as_deref(), Some("name"));
