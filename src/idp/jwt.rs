@@ -264,5 +264,3 @@ pub fn looks_like_jwt(token: &str) -> bool {
         && parts.next().is_none()
 }
 
-#[cfg(test)]
-mod tests;

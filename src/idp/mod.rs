@@ -21,6 +21,8 @@ mod http;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
+#[cfg(test)]
+mod jwt_tests;
 pub mod stats;
 pub mod userinfo;
 
