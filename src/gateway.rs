@@ -84,19 +84,19 @@ impl Service {
         let need = self.upstream.config.identity;
         let (directory, validated) = self.directories.validate(&creds.token, need).await;
         let identity = validated.map_err(|e| match e {
-                idp::Error::Rejected(r) => Failure::Refused {
-                    status: match r {
-                        Rejection::InvalidToken(_) => challenge::Status::InvalidToken,
-                        Rejection::InsufficientScope(_) | Rejection::MissingClaim(_) => {
-                            challenge::Status::InsufficientScope
-                        }
-                    },
-                    reason: format!("directory {directory}: {r}"),
+            idp::Error::Rejected(r) => Failure::Refused {
+                status: match r {
+                    Rejection::InvalidToken(_) => challenge::Status::InvalidToken,
+                    Rejection::InsufficientScope(_) | Rejection::MissingClaim(_) => {
+                        challenge::Status::InsufficientScope
+                    }
                 },
-                idp::Error::Unavailable(why) => {
-                    Failure::ProviderUnavailable(format!("directory {directory}: {why}"))
-                }
-            })?;
+                reason: format!("directory {directory}: {r}"),
+            },
+            idp::Error::Unavailable(why) => {
+                Failure::ProviderUnavailable(format!("directory {directory}: {why}"))
+            }
+        })?;
         if let Some(authzid) = &creds.authzid {
             if !identity.matches(authzid) {
                 return Err(Failure::Refused {

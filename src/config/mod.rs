@@ -215,7 +215,9 @@ impl CacheSettings {
 /// Every asymmetric algorithm: the default of `algorithms`.
 pub const ASYMMETRIC_ALGORITHMS: &[jsonwebtoken::Algorithm] = {
     use jsonwebtoken::Algorithm::*;
-    &[ES256, ES384, PS256, PS384, PS512, RS256, RS384, RS512, EdDSA]
+    &[
+        ES256, ES384, PS256, PS384, PS512, RS256, RS384, RS512, EdDSA,
+    ]
 };
 
 /// Client authentication towards an RFC 7662 introspection endpoint
@@ -626,10 +628,7 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
         None => Duration::from_secs(60),
     };
     if clock_skew > Duration::from_secs(600) {
-        return Err(ConfigError::new(
-            key("clock-skew"),
-            "must be at most 10m",
-        ));
+        return Err(ConfigError::new(key("clock-skew"), "must be at most 10m"));
     }
     Ok(Directory {
         name: name.to_string(),

@@ -159,9 +159,9 @@ impl Cache {
             CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
                 e.value().result()
             }
-            CompResult::StillNone(_) | CompResult::Removed(_) => Err(Error::Unavailable(
-                "token cache lost its entry".to_string(),
-            )),
+            CompResult::StillNone(_) | CompResult::Removed(_) => {
+                Err(Error::Unavailable("token cache lost its entry".to_string()))
+            }
         }
     }
 
@@ -241,7 +241,11 @@ mod tests {
         for t in tasks {
             assert_eq!(t.await.unwrap().unwrap().username.as_deref(), Some("alice"));
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "one validation for 8 logins");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one validation for 8 logins"
+        );
         let s = stats.snapshot();
         assert_eq!((s.misses, s.hits), (1, 7));
     }
@@ -256,7 +260,10 @@ mod tests {
                 exp: Some(unix_now() - 1),
             })
         };
-        cache.get_or_validate(key("x"), &stats, "d", valid).await.unwrap();
+        cache
+            .get_or_validate(key("x"), &stats, "d", valid)
+            .await
+            .unwrap();
         // Expired at once: the next login asks again and an outage is not served.
         let r = cache
             .get_or_validate(key("x"), &stats, "d", || async {
@@ -278,7 +285,10 @@ mod tests {
             })
         };
         let down = || async { Err(Error::Unavailable("down".into())) };
-        cache.get_or_validate(key("good"), &stats, "d", ok).await.unwrap();
+        cache
+            .get_or_validate(key("good"), &stats, "d", ok)
+            .await
+            .unwrap();
         // ttl 0: asks again; the provider is down; the stale entry answers.
         let r = cache.get_or_validate(key("good"), &stats, "d", down).await;
         assert_eq!(r.unwrap().username.as_deref(), Some("a"));
@@ -287,12 +297,16 @@ mod tests {
         let r = cache.get_or_validate(key("new"), &stats, "d", down).await;
         assert!(matches!(r, Err(Error::Unavailable(_))));
         // A refusal replaces the stale entry and is remembered.
-        let refuse = || async {
-            Err(Error::Rejected(Rejection::InvalidToken("revoked".into())))
-        };
-        assert!(cache.get_or_validate(key("good"), &stats, "d", refuse).await.is_err());
+        let refuse = || async { Err(Error::Rejected(Rejection::InvalidToken("revoked".into()))) };
+        assert!(cache
+            .get_or_validate(key("good"), &stats, "d", refuse)
+            .await
+            .is_err());
         let r = cache.get_or_validate(key("good"), &stats, "d", ok).await;
-        assert!(matches!(r, Err(Error::Rejected(_))), "negative entry answers");
+        assert!(
+            matches!(r, Err(Error::Rejected(_))),
+            "negative entry answers"
+        );
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use super::{Error, Rejection};
 use crate::config::{Fields, IdentityField};
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Identity {
     pub username: Option<String>,
     pub email: Option<String>,

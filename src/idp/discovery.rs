@@ -41,7 +41,11 @@ impl Discovery {
         &self.url
     }
 
-    pub async fn document(&self, client: &reqwest::Client, stats: &Stats) -> Result<&Document, Error> {
+    pub async fn document(
+        &self,
+        client: &reqwest::Client,
+        stats: &Stats,
+    ) -> Result<&Document, Error> {
         self.document
             .get_or_try_init(|| async {
                 let (doc, _) = http::get_json(client, &self.url, stats).await?;

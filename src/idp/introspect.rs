@@ -137,7 +137,10 @@ mod tests {
         let c = obj(json!({"active": true, "aud": "other"}));
         assert!(super::check(&c, 0, &e).is_err());
         let c = obj(json!({"active": true}));
-        assert!(super::check(&c, 0, &e).is_err(), "aud required when configured");
+        assert!(
+            super::check(&c, 0, &e).is_err(),
+            "aud required when configured"
+        );
     }
 
     #[test]

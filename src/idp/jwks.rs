@@ -168,7 +168,10 @@ impl Jwks {
     /// A refresh because a token names an unknown `kid`: at most one per
     /// [`FORCED_REFRESH_INTERVAL`]; logins waiting meanwhile share it.
     /// Returns the new set, or `None` when rate-limited.
-    pub async fn refresh_for_unknown_kid(&self, seen: &Arc<KeySet>) -> Result<Option<Arc<KeySet>>, Error> {
+    pub async fn refresh_for_unknown_kid(
+        &self,
+        seen: &Arc<KeySet>,
+    ) -> Result<Option<Arc<KeySet>>, Error> {
         let mut last = self.refresh.lock().await;
         let set = self.current();
         if !Arc::ptr_eq(&set, seen) {

@@ -128,9 +128,16 @@ impl JwtValidator {
         }
     }
 
-    fn check(&self, token: &str, alg: Algorithm, key: &DecodingKey) -> Result<Map<String, Value>, Error> {
+    fn check(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        key: &DecodingKey,
+    ) -> Result<Map<String, Value>, Error> {
         if key.family() != alg.family() {
-            return Err(invalid("the signing key does not belong to the token's algorithm"));
+            return Err(invalid(
+                "the signing key does not belong to the token's algorithm",
+            ));
         }
         let validation = self
             .validations
@@ -223,7 +230,10 @@ fn validation(alg: Algorithm, expect: &Expect<'_>) -> Validation {
 /// `scope` (space-separated, RFC 9068 / RFC 8693) or `scp` (a list or a
 /// string, as Azure AD and Okta write it) contains `wanted`.
 pub fn has_scope(claims: &Map<String, Value>, wanted: &str) -> bool {
-    let in_string = |v: &Value| v.as_str().is_some_and(|s| s.split(' ').any(|x| x == wanted));
+    let in_string = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.split(' ').any(|x| x == wanted))
+    };
     claims.get("scope").is_some_and(in_string)
         || claims.get("scp").is_some_and(|v| match v {
             Value::Array(items) => items.iter().any(|i| i.as_str() == Some(wanted)),
@@ -263,4 +273,3 @@ pub fn looks_like_jwt(token: &str) -> bool {
         && ok(parts.next())
         && parts.next().is_none()
 }
-

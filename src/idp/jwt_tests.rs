@@ -29,7 +29,11 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn keys() -> &'static Keys {
@@ -37,10 +41,46 @@ fn keys() -> &'static Keys {
     KEYS.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        openssl(d, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rsa.pem"]);
-        openssl(d, &["pkey", "-in", "rsa.pem", "-pubout", "-out", "rsa.pub.pem"]);
-        openssl(d, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "p256.pem"]);
-        openssl(d, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", "p384.pem"]);
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "rsa.pem",
+            ],
+        );
+        openssl(
+            d,
+            &["pkey", "-in", "rsa.pem", "-pubout", "-out", "rsa.pub.pem"],
+        );
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                "p256.pem",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-384",
+                "-out",
+                "p384.pem",
+            ],
+        );
         openssl(d, &["genpkey", "-algorithm", "ED25519", "-out", "ed.pem"]);
         let read = |f: &str| std::fs::read(d.join(f)).expect("key file");
         Keys {
@@ -165,9 +205,15 @@ fn expired_and_not_yet_valid() {
         sign(Algorithm::RS256, Some(kid(Algorithm::RS256)), &c)
     };
     assert!(refused(v.verify_static(&with("exp", now() - 120), &set)).contains("expired"));
-    assert!(v.verify_static(&with("exp", now() - 30), &set).is_ok(), "inside the skew");
+    assert!(
+        v.verify_static(&with("exp", now() - 30), &set).is_ok(),
+        "inside the skew"
+    );
     assert!(refused(v.verify_static(&with("nbf", now() + 120), &set)).contains("not yet valid"));
-    assert!(v.verify_static(&with("nbf", now() + 30), &set).is_ok(), "inside the skew");
+    assert!(
+        v.verify_static(&with("nbf", now() + 30), &set).is_ok(),
+        "inside the skew"
+    );
     let mut c = claims();
     c.remove("exp");
     let no_exp = sign(Algorithm::ES256, Some(kid(Algorithm::ES256)), &c);
@@ -218,21 +264,32 @@ fn missing_scope() {
 fn tampered_signature_and_payload() {
     let set = key_set();
     let v = validator(&all(), None);
-    for alg in [Algorithm::RS256, Algorithm::ES384, Algorithm::EdDSA, Algorithm::HS512] {
+    for alg in [
+        Algorithm::RS256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+        Algorithm::HS512,
+    ] {
         let t = token(alg);
         let (head, sig) = t.rsplit_once('.').expect("three parts");
         // Another signature of the right length.
         let mut bytes = sig.as_bytes().to_vec();
         bytes[4] = if bytes[4] == b'A' { b'B' } else { b'A' };
         let forged = format!("{head}.{}", String::from_utf8(bytes).expect("ascii"));
-        assert!(refused(v.verify_static(&forged, &set)).contains("signature"), "{alg:?}");
+        assert!(
+            refused(v.verify_static(&forged, &set)).contains("signature"),
+            "{alg:?}"
+        );
         // Another payload under the original signature.
         let mut c = claims();
         c.insert("email".into(), json!("mallory@example.com"));
         let other = sign(alg, Some(kid(alg)), &c);
         let (other_head, _) = other.rsplit_once('.').expect("three parts");
         let spliced = format!("{other_head}.{sig}");
-        assert!(refused(v.verify_static(&spliced, &set)).contains("signature"), "{alg:?}");
+        assert!(
+            refused(v.verify_static(&spliced, &set)).contains("signature"),
+            "{alg:?}"
+        );
     }
 }
 
@@ -281,7 +338,12 @@ fn key_confusion_refused() {
     let v = validator(&all(), None);
     assert!(refused(v.verify_static(&forged, &set)).contains("signature"));
     // Asked directly against the key set, the RSA key is not an HS key.
-    let why = match v.verify_with(&forged, Algorithm::HS256, Some(&kid(Algorithm::RS256)), &set) {
+    let why = match v.verify_with(
+        &forged,
+        Algorithm::HS256,
+        Some(&kid(Algorithm::RS256)),
+        &set,
+    ) {
         Err(Verdict::Error(Error::Rejected(Rejection::InvalidToken(w)))) => w,
         other => panic!("{other:?}"),
     };
@@ -319,7 +381,15 @@ fn unknown_kid_asks_for_a_refresh() {
 fn garbage_refused_without_panic() {
     let set = key_set();
     let v = validator(&all(), None);
-    for t in ["", ".", "..", "a.b.c", "eyJ.eyJ.x", "eyJhbGciOiJSUzI1NiJ9.%%%.x", &"A".repeat(5000)] {
+    for t in [
+        "",
+        ".",
+        "..",
+        "a.b.c",
+        "eyJ.eyJ.x",
+        "eyJhbGciOiJSUzI1NiJ9.%%%.x",
+        &"A".repeat(5000),
+    ] {
         refused(v.verify_static(t, &set));
     }
 }
@@ -329,7 +399,13 @@ fn shape_and_unverified_issuer() {
     let t = token(Algorithm::RS256);
     assert!(looks_like_jwt(&t));
     assert_eq!(unverified_issuer(&t).as_deref(), Some(ISS));
-    for not in ["opaque-token", "a.b.c", "eyJx.y", "eyJ.a b.c", "alice-app-password"] {
+    for not in [
+        "opaque-token",
+        "a.b.c",
+        "eyJx.y",
+        "eyJ.a b.c",
+        "alice-app-password",
+    ] {
         assert!(!looks_like_jwt(not), "{not}");
         assert_eq!(unverified_issuer(not), None);
     }

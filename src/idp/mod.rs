@@ -58,8 +58,13 @@ pub enum Rejection {
 }
 
 enum Method {
-    UserInfo { url: Option<String> },
-    Introspect { url: Option<String>, auth: IntrospectAuth },
+    UserInfo {
+        url: Option<String>,
+    },
+    Introspect {
+        url: Option<String>,
+        auth: IntrospectAuth,
+    },
     Jwt(jwt::JwtValidator),
 }
 
@@ -173,7 +178,11 @@ impl Validator {
 
     /// Validates `token` and returns the identity it belongs to. `need` is
     /// the field the upstream logs in with: it must be present.
-    pub async fn validate(&self, token: &Secret, need: IdentityField) -> Result<Arc<Identity>, Error> {
+    pub async fn validate(
+        &self,
+        token: &Secret,
+        need: IdentityField,
+    ) -> Result<Arc<Identity>, Error> {
         let identity = match &self.cache {
             Some(cache) => {
                 cache
@@ -211,7 +220,9 @@ impl Validator {
         let claims = match &self.method {
             Method::Jwt(j) => j.verify(token.expose()).await?,
             Method::UserInfo { url } => {
-                let url = self.endpoint(url.as_deref(), |d| &d.userinfo_endpoint).await?;
+                let url = self
+                    .endpoint(url.as_deref(), |d| &d.userinfo_endpoint)
+                    .await?;
                 self.timed(userinfo::fetch(&self.http, &url, token)).await?
             }
             Method::Introspect { url, auth } => {

@@ -229,6 +229,10 @@ pub struct ProxyOptions {
     /// Raw TOML appended to the file.
     pub extra: String,
     pub log_level: &'static str,
+    /// The listeners' `directory` value (TOML): `"test"` or a list.
+    pub listener_directories: String,
+    /// Raw TOML added to every listener block (e.g. `password-tokens = true`).
+    pub listener_extra: String,
 }
 
 impl ProxyOptions {
@@ -241,6 +245,8 @@ impl ProxyOptions {
             imap_upstream: None,
             extra: String::new(),
             log_level: "debug",
+            listener_directories: "\"test\"".to_string(),
+            listener_extra: String::new(),
         }
     }
 }
@@ -276,8 +282,8 @@ impl Proxy {
         );
         for (name, protocol, tls, upstream) in LISTENERS {
             c.push_str(&format!(
-                "[listener.{name}]\nprotocol = \"{protocol}\"\nbind = \"127.0.0.1:{}\"\ntls = \"{tls}\"\ndirectory = \"test\"\nupstream = \"{upstream}\"\npassword-passthrough = {}\n\n",
-                ports[*name], opts.passthrough
+                "[listener.{name}]\nprotocol = \"{protocol}\"\nbind = \"127.0.0.1:{}\"\ntls = \"{tls}\"\ndirectory = {}\nupstream = \"{upstream}\"\npassword-passthrough = {}\n{}\n",
+                ports[*name], opts.listener_directories, opts.passthrough, opts.listener_extra
             ));
         }
         let imap_addr = opts

@@ -1,0 +1,321 @@
+//! The token validation engine end to end, against the real OpenID
+//! provider: JWT access tokens validated locally (no provider request per
+//! login), key rotation, the cache (hits, stale-if-error during an outage),
+//! client-secret-post introspection with endpoints from discovery, several
+//! directories on one listener, tokens as passwords and `verify-token`.
+//!
+//! Tests that count provider requests, rotate keys or stop the provider take
+//! the peers exclusively.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const ALICE: &str = "alice@example.com";
+const SCOPE: &str = "openid email profile";
+
+fn jwt_directory(peers: &Peers) -> String {
+    format!(
+        "type = \"oidc\"\ntimeout = \"5s\"\nendpoint.method = \"jwt\"\nissuer = \"{}\"\naudience = \"urn:mail\"\nrequired-scope = \"email\"\nalgorithms = [\"RS256\", \"ES256\"]\nfields.email = \"email\"\nfields.username = \"username\"\n",
+        peers.str(&["oidc", "issuer"])
+    )
+}
+
+fn jwt(peers: &Peers, sub: &str) -> String {
+    mint_token_format(peers, sub, SCOPE, 300, "jwt")
+}
+
+fn admin_post(peers: &Peers, path: &str, body: &str) -> Value {
+    let out = run(Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+        ])
+        .arg(format!("{}{path}", peers.str(&["oidc", "admin"]))));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("admin {path}: {out:?}"))
+}
+
+fn count(peers: &Peers, what: &str) -> u64 {
+    provider_stats(peers)[what].as_u64().unwrap_or(0)
+}
+
+/// One OAUTHBEARER login on a fresh connection; the tagged reply line.
+fn login(peers: &Peers, proxy: &Proxy, token: &str) -> String {
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    c.expect_line();
+    c.send(&format!(
+        "a AUTHENTICATE OAUTHBEARER {}\r\n",
+        oauthbearer(Some(ALICE), token)
+    ));
+    let line = c.expect_line();
+    if line.starts_with("+ ") {
+        c.send("AQ==\r\n");
+        return c.until("a ").pop().unwrap_or_default();
+    }
+    if line.starts_with("a ") {
+        return line;
+    }
+    c.until("a ").pop().unwrap_or_default()
+}
+
+fn assert_ok(reply: &str, proxy: &Proxy) {
+    assert!(reply.starts_with("a OK"), "{reply}\n{}", proxy.log());
+}
+
+#[test]
+fn jwt_logins_make_no_provider_request_after_warm_up() {
+    let peers = peers_exclusive();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.directory = jwt_directory(&peers);
+    let proxy = Proxy::start(&peers, &opts);
+    let token = jwt(&peers, "alice");
+    // Warm-up: discovery and JWKS (fetched at start-up).
+    assert_ok(&login(&peers, &proxy, &token), &proxy);
+    let before = provider_stats(&peers);
+    for _ in 0..5 {
+        assert_ok(&login(&peers, &proxy, &jwt(&peers, "alice")), &proxy);
+    }
+    let after = provider_stats(&peers);
+    // Minting goes through the admin port, which is not counted.
+    assert_eq!(
+        before["total"], after["total"],
+        "before {before}\nafter {after}"
+    );
+    assert!(before["jwks"].as_u64().unwrap_or(0) >= 1, "{before}");
+
+    // Refused locally too: another user's mailbox, a token without the email scope.
+    let bob = jwt(&peers, "bob");
+    let reply = login(&peers, &proxy, &bob);
+    assert!(reply.starts_with("a NO [AUTHENTICATIONFAILED]"), "{reply}");
+    let no_email = mint_token_format(&peers, "alice", "openid profile", 300, "jwt");
+    let reply = login(&peers, &proxy, &no_email);
+    assert!(reply.starts_with("a NO [AUTHENTICATIONFAILED]"), "{reply}");
+    proxy.wait_log("required scope `email`");
+}
+
+#[test]
+fn key_rotation_at_the_provider_without_restart() {
+    let peers = peers_exclusive();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.directory = jwt_directory(&peers);
+    let proxy = Proxy::start(&peers, &opts);
+    let old = jwt(&peers, "alice");
+    assert_ok(&login(&peers, &proxy, &old), &proxy);
+    let rotated = admin_post(&peers, "/rotate-keys", "{\"keep_old\":false}");
+    let new = jwt(&peers, "alice");
+    assert_ne!(old, new);
+    let jwks_before = count(&peers, "jwks");
+    // The new kid is unknown: one refresh, then the login succeeds.
+    assert_ok(&login(&peers, &proxy, &new), &proxy);
+    assert_eq!(count(&peers, "jwks"), jwks_before + 1, "rotated {rotated}");
+    // Further logins with the new key need no refresh.
+    assert_ok(&login(&peers, &proxy, &jwt(&peers, "alice")), &proxy);
+    assert_eq!(count(&peers, "jwks"), jwks_before + 1);
+    // The old key is gone from the JWKS: its tokens are refused, and the
+    // unknown-kid refresh is rate-limited (no further JWKS request).
+    let reply = login(&peers, &proxy, &old);
+    assert!(reply.starts_with("a NO [AUTHENTICATIONFAILED]"), "{reply}");
+    assert_eq!(count(&peers, "jwks"), jwks_before + 1);
+    proxy.wait_log("unknown signing key");
+}
+
+#[test]
+fn cache_hit_avoids_a_provider_request() {
+    let peers = peers_exclusive();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.directory = format!("{}cache.ttl = \"5m\"\n", userinfo_directory(&peers));
+    let proxy = Proxy::start(&peers, &opts);
+    let token = mint_token(&peers, "alice", SCOPE, 300);
+    let before = count(&peers, "userinfo");
+    assert_ok(&login(&peers, &proxy, &token), &proxy);
+    assert_ok(&login(&peers, &proxy, &token), &proxy);
+    assert_ok(&login(&peers, &proxy, &token), &proxy);
+    assert_eq!(count(&peers, "userinfo"), before + 1);
+    // A refused token is not cached (negative-ttl unset): each attempt asks.
+    let before = count(&peers, "userinfo");
+    login(&peers, &proxy, "not-a-token");
+    login(&peers, &proxy, "not-a-token");
+    assert_eq!(count(&peers, "userinfo"), before + 2);
+}
+
+#[test]
+fn provider_down_cached_tokens_still_log_in_new_ones_are_temporary_failures() {
+    let peers = peers_exclusive();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.directory = format!(
+        "{}cache.ttl = \"1s\"\ncache.stale-if-error = \"1h\"\n",
+        userinfo_directory(&peers)
+    );
+    let proxy = Proxy::start(&peers, &opts);
+    let known = mint_token(&peers, "alice", SCOPE, 300);
+    let unseen = mint_token(&peers, "alice", SCOPE, 300);
+    assert_ok(&login(&peers, &proxy, &known), &proxy);
+    peers.control("stop oidc");
+    std::thread::sleep(Duration::from_millis(1200)); // past the ttl: stale now
+    let cached = login(&peers, &proxy, &known);
+    let new = login(&peers, &proxy, &unseen);
+    peers.control("start oidc");
+    assert_ok(&cached, &proxy);
+    assert!(new.starts_with("a NO [UNAVAILABLE]"), "{new}");
+    proxy.wait_log("stale-if-error");
+}
+
+#[test]
+fn client_secret_post_introspection_with_endpoints_from_discovery() {
+    let peers = peers_read();
+    let post = &peers.info["oidc"]["post_client"];
+    let mut opts = ProxyOptions::new(&peers);
+    opts.directory = format!(
+        "type = \"oidc\"\ntimeout = \"5s\"\nissuer = \"{}\"\nendpoint.method = \"introspect\"\nauth.method = \"client-secret-post\"\nauth.username = \"{}\"\nauth.secret = \"{}\"\nrequired-scope = \"email\"\nfields.email = \"email\"\nfields.username = \"username\"\n",
+        peers.str(&["oidc", "issuer"]),
+        post[0].as_str().unwrap(),
+        post[1].as_str().unwrap()
+    );
+    let proxy = Proxy::start(&peers, &opts);
+    assert_ok(
+        &login(&peers, &proxy, &mint_token(&peers, "alice", SCOPE, 300)),
+        &proxy,
+    );
+    // The error challenge names the discovery document and the scope.
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    c.expect_line();
+    c.send(&format!(
+        "a AUTHENTICATE OAUTHBEARER {}\r\n",
+        oauthbearer(None, "bogus")
+    ));
+    let line = c.expect_line();
+    let ch: Value = serde_json::from_slice(&b64_decode(line.trim_start_matches("+ "))).unwrap();
+    assert_eq!(
+        ch["openid-configuration"],
+        peers.str(&["oidc", "discovery"]),
+        "{ch}"
+    );
+    assert_eq!(ch["scope"], "email");
+    // Wrong client secret: the provider refuses us, a temporary failure.
+    let mut opts = opts;
+    opts.directory = opts
+        .directory
+        .replace(post[1].as_str().unwrap(), "wrong-secret");
+    let proxy = Proxy::start(&peers, &opts);
+    let reply = login(&peers, &proxy, &mint_token(&peers, "alice", SCOPE, 300));
+    assert!(reply.starts_with("a NO [UNAVAILABLE]"), "{reply}");
+}
+
+#[test]
+fn one_listener_with_several_directories() {
+    let peers = peers_exclusive();
+    let mut opts = ProxyOptions::new(&peers);
+    // An opaque token tries "local" (JWT only: refused without a request),
+    // then "test" (userinfo). A JWT goes to "local" by its issuer.
+    opts.listener_directories = "[\"local\", \"test\"]".into();
+    opts.extra = format!("[directory.local]\n{}", jwt_directory(&peers));
+    let proxy = Proxy::start(&peers, &opts);
+    let token = jwt(&peers, "alice");
+    assert_ok(&login(&peers, &proxy, &token), &proxy); // warm-up
+    let userinfo = count(&peers, "userinfo");
+    assert_ok(&login(&peers, &proxy, &jwt(&peers, "alice")), &proxy);
+    assert_eq!(
+        count(&peers, "userinfo"),
+        userinfo,
+        "the JWT went to `local`"
+    );
+    assert_ok(
+        &login(&peers, &proxy, &mint_token(&peers, "alice", SCOPE, 300)),
+        &proxy,
+    );
+    assert_eq!(
+        count(&peers, "userinfo"),
+        userinfo + 1,
+        "the opaque token reached `test`"
+    );
+    let reply = login(&peers, &proxy, "neither");
+    assert!(reply.starts_with("a NO [AUTHENTICATIONFAILED]"), "{reply}");
+}
+
+fn verify_token(
+    proxy: &Proxy,
+    directory: &str,
+    token: Option<&str>,
+    stdin: Option<&str>,
+) -> (i32, Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oauthbearer-proxy"));
+    cmd.arg("verify-token")
+        .arg("--config")
+        .arg(&proxy.config_path)
+        .args(["--directory", directory])
+        .args(token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run verify-token");
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().expect("stdin");
+        input
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .expect("stdin");
+    }
+    let out = child.wait_with_output().expect("verify-token");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "verify-token printed {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn verify_token_exit_codes() {
+    let peers = peers_exclusive();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.extra = format!("[directory.local]\n{}", jwt_directory(&peers));
+    let proxy = Proxy::start(&peers, &opts);
+    let token = jwt(&peers, "alice");
+    let (code, out) = verify_token(&proxy, "local", Some(&token), None);
+    assert_eq!(code, 0, "{out}");
+    // `local` is on no listener: the user is the username.
+    assert_eq!(out["user"], "alice");
+    assert_eq!(out["identity"]["username"], "alice");
+    assert_eq!(out["claims"]["aud"], "urn:mail");
+    assert!(out["claims"]["exp"].is_number());
+    assert!(
+        !out.to_string().contains(&token),
+        "the token is never printed"
+    );
+    // From standard input, through userinfo.
+    let opaque = mint_token(&peers, "alice", SCOPE, 300);
+    let (code, out) = verify_token(&proxy, "test", None, Some(&format!("{opaque}\n")));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["identity"]["email"], ALICE);
+    // Invalid.
+    let (code, out) = verify_token(&proxy, "test", Some("bogus"), None);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("userinfo answered 401"),
+        "{out}"
+    );
+    let (code, out) = verify_token(&proxy, "local", Some(&format!("{token}x")), None);
+    assert_eq!(code, 1, "{out}");
+    // Provider unavailable.
+    peers.control("stop oidc");
+    let down = verify_token(&proxy, "test", Some(&opaque), None);
+    let down_jwt = verify_token(&proxy, "local", Some(&token), None);
+    peers.control("start oidc");
+    assert_eq!(down.0, 2, "{}", down.1);
+    assert_eq!(down.1["unavailable"], true);
+    assert_eq!(down_jwt.0, 2, "{}", down_jwt.1);
+}
