@@ -6,6 +6,7 @@
 use crate::config::{self, Limits};
 use crate::idp::{self, Directories, Rejection};
 use crate::sasl::{self, challenge, Mechanism};
+use crate::secret::Secret;
 use crate::upstream::{self, ClientInfo, LoggedIn, Target};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
@@ -107,8 +108,41 @@ impl Service {
             status: challenge::Status::InvalidRequest,
             reason: format!("malformed {} message: {e}", mech.name()),
         })?;
+        self.token_login(client, creds.authzid.as_deref(), &creds.token, handoff)
+            .await
+    }
+
+    /// Whether the password of a LOGIN / AUTH PLAIN / AUTH LOGIN is to be
+    /// validated as a bearer token (`password-tokens`): a JWT by its shape,
+    /// or any password when nothing else may check passwords.
+    pub fn password_is_token(&self, password: &[u8]) -> bool {
+        self.listener.password_tokens
+            && (!self.listener.password_passthrough
+                || std::str::from_utf8(password).is_ok_and(idp::jwt::looks_like_jwt))
+    }
+
+    /// A login whose password is a bearer token: validated like
+    /// OAUTHBEARER, and the given user name must name the token's identity.
+    pub async fn password_token_login(
+        &self,
+        client: ClientInfo,
+        username: &str,
+        token: &Secret,
+        handoff: Handoff<'_>,
+    ) -> Result<Success, Failure> {
+        self.token_login(client, Some(username), token, handoff)
+            .await
+    }
+
+    async fn token_login(
+        &self,
+        client: ClientInfo,
+        authzid: Option<&str>,
+        token: &Secret,
+        handoff: Handoff<'_>,
+    ) -> Result<Success, Failure> {
         let need = self.upstream.config.identity;
-        let (directory, validated) = self.directories.validate(&creds.token, need).await;
+        let (directory, validated) = self.directories.validate(token, need).await;
         let identity = validated.map_err(|e| match e {
             idp::Error::Rejected(r) => Failure::Refused {
                 status: match r {
@@ -123,7 +157,7 @@ impl Service {
                 Failure::ProviderUnavailable(format!("directory {directory}: {why}"))
             }
         })?;
-        if let Some(authzid) = &creds.authzid {
+        if let Some(authzid) = authzid {
             if !identity.matches(authzid) {
                 return Err(Failure::Refused {
                     status: challenge::Status::InvalidRequest,

@@ -319,3 +319,108 @@ fn verify_token_exit_codes() {
     assert_eq!(down.1["unavailable"], true);
     assert_eq!(down_jwt.0, 2, "{}", down_jwt.1);
 }
+
+/// imaplib's own LOGIN, the token as the password (Python's imap client).
+fn imaplib_login(peers: &Peers, proxy: &Proxy, user: &str, password: &str) -> Value {
+    let out = run(Command::new("python3")
+        .arg(python_client("imap_client.py"))
+        .args([
+            "--port",
+            &proxy.port("imaps").to_string(),
+            "--tls",
+            "implicit",
+            "--ca",
+        ])
+        .arg(peers.ca())
+        .args(["--mech", "LOGIN", "--user", user, "--password", password]));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "imap_client.py: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn password_tokens_with_imaplib_login_and_smtp_auth_plain() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.listener_directories = "[\"local\", \"test\"]".into();
+    opts.listener_extra = "password-tokens = true\n".into();
+    opts.extra = format!("[directory.local]\n{}", jwt_directory(&peers));
+    let proxy = Proxy::start(&peers, &opts);
+    let token = jwt(&peers, "alice");
+    let r = imaplib_login(&peers, &proxy, ALICE, &token);
+    assert_eq!(r["ok"], true, "{r}\n{}", proxy.log());
+    assert!(
+        r["subjects"]
+            .to_string()
+            .contains("Welcome alice@example.com"),
+        "{r}"
+    );
+    // Another user's name with alice's token.
+    let r = imaplib_login(&peers, &proxy, "bob@example.com", &token);
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("AUTHENTICATIONFAILED"),
+        "{r}"
+    );
+    // An app password still passes through to Dovecot.
+    let r = imaplib_login(&peers, &proxy, ALICE, "alice-app-password");
+    assert_eq!(r["ok"], true, "{r}");
+
+    // SMTP AUTH PLAIN with the token as the password.
+    let mut c = Raw::connect(proxy.port("submissions"), true, &peers.ca());
+    assert!(c.expect_line().starts_with("220"));
+    c.send("EHLO client.test\r\n");
+    let ehlo = c.until("250 ");
+    assert!(ehlo.iter().any(|l| l.contains("PLAIN")), "{ehlo:?}");
+    c.send(&format!(
+        "AUTH PLAIN {}\r\n",
+        b64(format!("\0{ALICE}\0{token}").as_bytes())
+    ));
+    let reply = c.expect_line();
+    assert!(reply.starts_with("235"), "{reply}\n{}", proxy.log());
+    assert!(
+        !proxy.log().contains(&token),
+        "the token never reaches the log"
+    );
+}
+
+#[test]
+fn password_tokens_without_passthrough_take_any_password_as_a_token() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.passthrough = false;
+    opts.listener_extra = "password-tokens = true\n".into();
+    let proxy = Proxy::start(&peers, &opts);
+    let opaque = mint_token(&peers, "alice", SCOPE, 300);
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    let greeting = c.expect_line();
+    assert!(
+        greeting.contains("AUTH=PLAIN") && !greeting.contains("LOGINDISABLED"),
+        "{greeting}"
+    );
+    c.send("a LOGIN alice@example.com alice-app-password\r\n");
+    assert!(c
+        .until("a ")
+        .pop()
+        .unwrap_or_default()
+        .starts_with("a NO [AUTHENTICATIONFAILED]"));
+    c.send(&format!("b LOGIN alice@example.com \"{opaque}\"\r\n"));
+    let reply = c.until("b ").pop().unwrap_or_default();
+    assert!(reply.starts_with("b OK"), "{reply}\n{}", proxy.log());
+    // AUTHENTICATE PLAIN on another connection.
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    c.expect_line();
+    c.send(&format!(
+        "a AUTHENTICATE PLAIN {}\r\n",
+        b64(format!("\0{ALICE}\0{opaque}").as_bytes())
+    ));
+    let reply = c.until("a ").pop().unwrap_or_default();
+    assert!(reply.starts_with("a OK"), "{reply}\n{}", proxy.log());
+}

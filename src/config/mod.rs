@@ -116,6 +116,14 @@ pub struct Listener {
     pub xoauth2_error_status: String,
 }
 
+impl Listener {
+    /// Whether LOGIN / AUTH PLAIN / AUTH LOGIN are offered: passed through,
+    /// or carrying a bearer token as the password.
+    pub fn accepts_passwords(&self) -> bool {
+        self.password_passthrough || self.password_tokens
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: String,
