@@ -201,7 +201,6 @@ fn client_secret_post_introspection_with_endpoints_from_discovery() {
     );
     assert_eq!(ch["scope"], "email");
     // Wrong client secret: the provider refuses us, a temporary failure.
-    let mut opts = opts;
     opts.directory = opts
         .directory
         .replace(post[1].as_str().unwrap(), "wrong-secret");
