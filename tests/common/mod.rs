@@ -233,6 +233,8 @@ pub struct ProxyOptions {
     pub listener_directories: String,
     /// Raw TOML added to every listener block (e.g. `password-tokens = true`).
     pub listener_extra: String,
+    /// `identity` of the Dovecot upstream ("email" by default).
+    pub imap_identity: &'static str,
 }
 
 impl ProxyOptions {
@@ -247,6 +249,7 @@ impl ProxyOptions {
             log_level: "debug",
             listener_directories: "\"test\"".to_string(),
             listener_extra: String::new(),
+            imap_identity: "email",
         }
     }
 }
@@ -291,9 +294,10 @@ impl Proxy {
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{}", peers.port(&["dovecot", "imap_port"])));
         c.push_str(&format!(
-            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"email\"\nconnect-timeout = \"5s\"\n\n",
+            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"5s\"\n\n",
             peers.str(&["dovecot", "master_user"]),
             peers.str(&["dovecot", "master_secret_file"]),
+            opts.imap_identity,
         ));
         let smtp_port = peers.info["postfix"]["smtp_port"].as_u64().unwrap_or(1);
         c.push_str(&format!(
