@@ -1,6 +1,8 @@
 //! Micro-benchmark of token validation: warm-cache validations per second
 //! and heap allocations per validation (a counting global allocator), plus
-//! uncached local JWT (HS256) validation for comparison. No network.
+//! uncached local JWT validation (HS256 through the whole validator; RS256
+//! and ES256 signature checks against a key set, keys made by `openssl`)
+//! for comparison. No network.
 //!
 //!     cargo run --release --example validate_bench [ITERATIONS]
 
@@ -107,6 +109,80 @@ async fn measure(label: &str, dirs: &Directories, token: &Secret, n: u64) {
     );
 }
 
+/// Uncached RS256 / ES256 verification against a parsed key set.
+fn asymmetric(n: u64) {
+    use jsonwebtoken::{jwk::Jwk, Algorithm, EncodingKey, Header};
+    use oauthbearer_proxy::config::JwtSettings;
+    use oauthbearer_proxy::idp::{jwks::KeySet, jwt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (alg, args) in [
+        (
+            Algorithm::RS256,
+            ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        ),
+        (
+            Algorithm::ES256,
+            ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        ),
+    ] {
+        let path = dir.path().join("key.pem");
+        let ok = std::process::Command::new("openssl")
+            .arg("genpkey")
+            .args(args)
+            .arg("-out")
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            println!("(openssl unavailable: {alg:?} skipped)");
+            continue;
+        }
+        let pem = std::fs::read(&path).expect("key");
+        let key = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
+            _ => EncodingKey::from_ec_pem(&pem),
+        }
+        .expect("signing key");
+        let mut jwk = Jwk::from_encoding_key(&key, alg).expect("jwk");
+        jwk.common.key_id = Some("k".into());
+        let doc = serde_json::json!({ "keys": [jwk] });
+        let set = KeySet::parse(doc.as_object().expect("object"));
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let claims = serde_json::json!({"iss": "https://idp.example", "aud": "urn:mail",
+            "exp": now + 3600, "scope": "email", "email": "alice@example.com"});
+        let mut header = Header::new(alg);
+        header.kid = Some("k".into());
+        let token = jsonwebtoken::encode(&header, &claims, &key).expect("sign");
+        let settings = JwtSettings {
+            jwks_url: None,
+            algorithms: vec![alg],
+            secret: None,
+        };
+        let expect = jwt::Expect {
+            issuer: Some("https://idp.example"),
+            audience: Some("urn:mail"),
+            leeway_secs: 60,
+            required_scope: Some("email"),
+        };
+        let v = jwt::JwtValidator::new(&settings, &expect, None);
+        let allocs = ALLOCATIONS.load(Relaxed);
+        let started = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(v.verify_static(&token, &set).expect("valid"));
+        }
+        let took = started.elapsed();
+        let allocs = ALLOCATIONS.load(Relaxed) - allocs;
+        println!(
+            "{:<32} {:>12.0} validations/s  {:>8.2} µs each  {:>6.2} allocations/validation",
+            format!("no cache ({alg:?} verify)"),
+            n as f64 / took.as_secs_f64(),
+            took.as_secs_f64() * 1e6 / n as f64,
+            allocs as f64 / n as f64
+        );
+    }
+}
+
 fn main() {
     let n: u64 = std::env::args()
         .nth(1)
@@ -136,4 +212,5 @@ fn main() {
             }
         }
     });
+    asymmetric((n / 100).max(100));
 }
