@@ -162,8 +162,14 @@ impl Validator {
         matches!(self.method, Method::Jwt(_))
     }
 
+    /// This directory's counters (for metrics).
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// How many token results the cache holds now (approximate; 0 without a cache).
+    pub fn cache_entries(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.entry_count())
     }
 
     /// The scope a token needs, for error challenges.
