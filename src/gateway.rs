@@ -37,6 +37,9 @@ pub enum Failure {
     Refused {
         status: challenge::Status,
         reason: String,
+        /// The directory that refused the token (its index in the
+        /// listener's list), whose scope and discovery URL the challenge names.
+        directory: Option<usize>,
     },
     /// The provider could not answer: a temporary failure.
     ProviderUnavailable(String),
@@ -85,12 +88,20 @@ pub struct Success {
 }
 
 impl Service {
-    /// The base64 error challenge for a refused bearer login.
-    pub fn challenge(&self, mech: Mechanism, status: challenge::Status) -> String {
-        let primary = self.directories.primary();
-        let openid = primary.and_then(|v| v.openid_configuration());
+    /// The base64 error challenge for a refused bearer login: the hints of
+    /// the directory that refused it, else of the listener's first one.
+    pub fn challenge(
+        &self,
+        mech: Mechanism,
+        status: challenge::Status,
+        directory: Option<usize>,
+    ) -> String {
+        let hinting = directory
+            .and_then(|i| self.directories.get(i))
+            .or(self.directories.primary());
+        let openid = hinting.and_then(|v| v.openid_configuration());
         let hints = challenge::Hints {
-            scope: primary.and_then(|v| v.required_scope()),
+            scope: hinting.and_then(|v| v.required_scope()),
             openid_configuration: openid.as_deref(),
             xoauth2_status: &self.listener.xoauth2_error_status,
         };
@@ -107,6 +118,7 @@ impl Service {
         let creds = sasl::decode_bearer(mech, message).map_err(|e| Failure::Refused {
             status: challenge::Status::InvalidRequest,
             reason: format!("malformed {} message: {e}", mech.name()),
+            directory: None,
         })?;
         self.token_login(client, creds.authzid.as_deref(), &creds.token, handoff)
             .await
@@ -142,7 +154,8 @@ impl Service {
         handoff: Handoff<'_>,
     ) -> Result<Success, Failure> {
         let need = self.upstream.config.identity;
-        let (directory, validated) = self.directories.validate(token, need).await;
+        let (index, validated) = self.directories.validate(token, need).await;
+        let directory = self.directories.name(index);
         let identity = validated.map_err(|e| match e {
             idp::Error::Rejected(r) => Failure::Refused {
                 status: match r {
@@ -152,6 +165,7 @@ impl Service {
                     }
                 },
                 reason: format!("directory {directory}: {r}"),
+                directory: Some(index),
             },
             idp::Error::Unavailable(why) => {
                 Failure::ProviderUnavailable(format!("directory {directory}: {why}"))
@@ -169,6 +183,7 @@ impl Service {
                             .or(identity.username.as_deref())
                             .unwrap_or("?")
                     ),
+                    directory: Some(index),
                 });
             }
         }
@@ -177,6 +192,7 @@ impl Service {
             .ok_or_else(|| Failure::Refused {
                 status: challenge::Status::InsufficientScope,
                 reason: "no identity".into(),
+                directory: Some(index),
             })?
             .to_string();
         let logged_in = match handoff {

@@ -423,3 +423,41 @@ fn password_tokens_without_passthrough_take_any_password_as_a_token() {
     let reply = c.until("a ").pop().unwrap_or_default();
     assert!(reply.starts_with("a OK"), "{reply}\n{}", proxy.log());
 }
+
+#[test]
+fn the_error_challenge_names_the_directory_that_refused() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    // The first directory names no issuer and no scope; `local` does.
+    opts.listener_directories = "[\"test\", \"local\"]".into();
+    opts.extra = format!("[directory.local]\n{}", jwt_directory(&peers));
+    let proxy = Proxy::start(&peers, &opts);
+    let no_email = mint_token_format(&peers, "alice", "openid profile", 300, "jwt");
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    c.expect_line();
+    c.send(&format!(
+        "a AUTHENTICATE OAUTHBEARER {}\r\n",
+        oauthbearer(None, &no_email)
+    ));
+    let line = c.expect_line();
+    let ch: Value = serde_json::from_slice(&b64_decode(line.trim_start_matches("+ "))).unwrap();
+    assert_eq!(ch["status"], "insufficient_scope", "{ch}");
+    assert_eq!(ch["scope"], "email", "{ch}");
+    assert_eq!(
+        ch["openid-configuration"],
+        peers.str(&["oidc", "discovery"]),
+        "{ch}"
+    );
+    c.send("AQ==\r\n");
+    assert!(c.expect_line().starts_with("a NO [AUTHENTICATIONFAILED]"));
+    // An opaque token refused by every directory: the first one's hints
+    // (`test` has none).
+    c.send(&format!(
+        "b AUTHENTICATE OAUTHBEARER {}\r\n",
+        oauthbearer(None, "bogus")
+    ));
+    let line = c.expect_line();
+    let ch: Value = serde_json::from_slice(&b64_decode(line.trim_start_matches("+ "))).unwrap();
+    assert_eq!(ch["status"], "invalid_token", "{ch}");
+    assert!(ch.get("openid-configuration").is_none(), "{ch}");
+}

@@ -304,6 +304,15 @@ impl Directories {
         self.list.first()
     }
 
+    pub fn get(&self, index: usize) -> Option<&Arc<Validator>> {
+        self.list.get(index)
+    }
+
+    /// The name of the directory at `index` (`-` when there is none).
+    pub fn name(&self, index: usize) -> &str {
+        self.list.get(index).map_or("-", |v| v.name())
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Validator>> {
         self.list.iter()
     }
@@ -318,42 +327,43 @@ impl Directories {
     /// A JWT goes to the directory whose `issuer` is its `iss`; anything
     /// else tries the directories in order: the first that accepts wins.
     /// When none accepts and one could not answer, that is a temporary
-    /// failure (the token may be good there). Returns the directory's name
-    /// with the result.
+    /// failure (the token may be good there). Returns the index of the
+    /// directory that answered with the result.
     pub async fn validate(
         &self,
         token: &Secret,
         need: IdentityField,
-    ) -> (&str, Result<Arc<Identity>, Error>) {
+    ) -> (usize, Result<Arc<Identity>, Error>) {
         if self.list.len() > 1 {
             if let Some(iss) = jwt::unverified_issuer(token.expose()) {
                 let iss = iss.trim_end_matches('/');
-                if let Some(v) = self
+                if let Some((i, v)) = self
                     .list
                     .iter()
-                    .find(|v| v.issuer().is_some_and(|i| i.trim_end_matches('/') == iss))
+                    .enumerate()
+                    .find(|(_, v)| v.issuer().is_some_and(|i| i.trim_end_matches('/') == iss))
                 {
-                    return (v.name(), v.validate(token, need).await);
+                    return (i, v.validate(token, need).await);
                 }
             }
         }
         let mut unavailable = None;
         let mut refused = None;
-        for v in &self.list {
+        for (i, v) in self.list.iter().enumerate() {
             match v.validate(token, need).await {
-                Ok(identity) => return (v.name(), Ok(identity)),
+                Ok(identity) => return (i, Ok(identity)),
                 Err(e @ Error::Unavailable(_)) => {
-                    unavailable.get_or_insert((v.name(), e));
+                    unavailable.get_or_insert((i, e));
                 }
                 Err(e @ Error::Rejected(_)) => {
-                    refused.get_or_insert((v.name(), e));
+                    refused.get_or_insert((i, e));
                 }
             }
         }
         match unavailable.or(refused) {
-            Some((name, e)) => (name, Err(e)),
+            Some((i, e)) => (i, Err(e)),
             None => (
-                "-",
+                0,
                 Err(Error::Unavailable("the listener has no directory".into())),
             ),
         }
@@ -412,7 +422,7 @@ mod tests {
         let (name, r) = dirs
             .validate(&token("https://b.example"), IdentityField::Username)
             .await;
-        assert_eq!(name, "b");
+        assert_eq!(dirs.name(name), "b");
         assert_eq!(r.unwrap().username.as_deref(), Some("alice"));
         assert_eq!(
             dirs.list[0].stats().snapshot().misses,
@@ -436,13 +446,13 @@ mod tests {
         let (name, r) = dirs
             .validate(&Secret::new("opaque"), IdentityField::Username)
             .await;
-        assert_eq!(name, "down");
+        assert_eq!(dirs.name(name), "down");
         assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
         // A JWT of `a` still logs in: routed by its issuer.
         let (name, r) = dirs
             .validate(&token("https://a.example"), IdentityField::Username)
             .await;
-        assert_eq!((name, r.is_ok()), ("a", true));
+        assert_eq!((dirs.name(name), r.is_ok()), ("a", true));
         let s = dirs.list[1].stats().snapshot();
         assert_eq!((s.provider_requests, s.provider_errors), (1, 1));
     }

@@ -303,6 +303,7 @@ async fn authenticate(
                             status: challenge::Status::InvalidRequest,
                             reason: "PLAIN authorization identity differs from the user name"
                                 .into(),
+                            directory: None,
                         };
                         return fail(client, svc, outcome, failures, tag, failure).await;
                     }
@@ -385,11 +386,14 @@ async fn bearer(
         }
         Err(f) => f,
     };
-    if let Failure::Refused { status, .. } = &failure {
+    if let Failure::Refused {
+        status, directory, ..
+    } = &failure
+    {
         // RFC 7628 §3.2.2: the error travels as a challenge; the client
         // answers with a dummy response (AQ==, an empty line) or goes away.
         client
-            .send(format!("+ {}\r\n", svc.challenge(mech, *status)).as_bytes())
+            .send(format!("+ {}\r\n", svc.challenge(mech, *status, *directory)).as_bytes())
             .await?;
         match client.read_line().await {
             Input::Line(_) | Input::TooLong => {}
@@ -422,6 +426,7 @@ async fn password_token(
         Err(_) => Err(Failure::Refused {
             status: challenge::Status::InvalidRequest,
             reason: "the user name is not UTF-8".into(),
+            directory: None,
         }),
     };
     match result {

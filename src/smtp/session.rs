@@ -241,11 +241,14 @@ async fn bearer(
         }
         Err(f) => f,
     };
-    if let Failure::Refused { status, .. } = &failure {
+    if let Failure::Refused {
+        status, directory, ..
+    } = &failure
+    {
         // RFC 7628 §3.2.2 / §4.4: the error travels as a 334 challenge; the
         // client answers with a dummy response (AQ==) or goes away.
         client
-            .send(format!("334 {}\r\n", svc.challenge(mech, *status)).as_bytes())
+            .send(format!("334 {}\r\n", svc.challenge(mech, *status, *directory)).as_bytes())
             .await?;
         match client.read_line().await {
             Input::Line(_) | Input::TooLong => {}
@@ -310,6 +313,7 @@ async fn plain(
             let failure = Failure::Refused {
                 status: challenge::Status::InvalidRequest,
                 reason: "PLAIN authorization identity differs from the user name".into(),
+                directory: None,
             };
             return fail(client, svc, st, failure).await;
         }
@@ -376,6 +380,7 @@ async fn password_token(
         Err(_) => Err(Failure::Refused {
             status: challenge::Status::InvalidRequest,
             reason: "the user name is not UTF-8".into(),
+            directory: None,
         }),
     };
     match result {
