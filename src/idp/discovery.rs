@@ -18,7 +18,12 @@ pub struct Discovery {
     issuer: String,
     url: String,
     document: OnceCell<Document>,
+    /// When the last fetch failed, and why: for [`FAILURE_HOLD`] later
+    /// logins fail at once instead of queueing behind slow attempts.
+    failed: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
+
+pub const FAILURE_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The discovery URL of an issuer (OIDC Discovery §4).
 pub fn url(issuer: &str) -> String {
@@ -34,6 +39,7 @@ impl Discovery {
             issuer: issuer.to_string(),
             url: url(issuer),
             document: OnceCell::new(),
+            failed: std::sync::Mutex::new(None),
         }
     }
 
@@ -46,12 +52,36 @@ impl Discovery {
         client: &reqwest::Client,
         stats: &Stats,
     ) -> Result<&Document, Error> {
+        if let Some(doc) = self.document.get() {
+            return Ok(doc);
+        }
+        if let Some(why) = self.recent_failure() {
+            return Err(Error::Unavailable(why));
+        }
         self.document
             .get_or_try_init(|| async {
-                let (doc, _) = http::get_json(client, &self.url, stats).await?;
-                parse(&self.issuer, &doc)
+                if let Some(why) = self.recent_failure() {
+                    return Err(Error::Unavailable(why));
+                }
+                let result = match http::get_json(client, &self.url, stats).await {
+                    Ok((doc, _)) => parse(&self.issuer, &doc),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = &result {
+                    let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+                    *failed = Some((std::time::Instant::now(), e.reason()));
+                }
+                result
             })
             .await
+    }
+
+    fn recent_failure(&self) -> Option<String> {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FAILURE_HOLD)
+            .map(|(_, why)| why.clone())
     }
 }
 
@@ -81,6 +111,18 @@ pub fn parse(issuer: &str, doc: &serde_json::Map<String, Value>) -> Result<Docum
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_not_retried_by_every_login() {
+        let d = Discovery::new("http://127.0.0.1:1");
+        let client = reqwest::Client::new();
+        let stats = Stats::default();
+        assert!(d.document(&client, &stats).await.is_err());
+        let e = d.document(&client, &stats).await.unwrap_err();
+        assert!(!e.to_string().contains("unavailable: provider unavailable"), "{e}");
+        assert_eq!(stats.snapshot().provider_requests, 1);
+        assert_eq!(stats.snapshot().provider_errors, 1);
+    }
 
     #[test]
     fn issuer_must_match() {

@@ -20,6 +20,9 @@ pub const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(3600);
 pub const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(30);
+/// After a failed fetch, logins that need a first key set fail at once for
+/// this long instead of queueing behind one slow attempt after another.
+pub const FAILURE_HOLD: Duration = Duration::from_secs(5);
 /// More keys than any provider publishes; the rest are ignored.
 const MAX_KEYS: usize = 64;
 
@@ -127,8 +130,16 @@ pub struct Jwks {
     stats: Arc<Stats>,
     directory: String,
     current: RwLock<Arc<KeySet>>,
-    /// Serializes fetches; holds when the last unknown-`kid` refresh ran.
-    refresh: tokio::sync::Mutex<Option<Instant>>,
+    /// Serializes fetches.
+    refresh: tokio::sync::Mutex<Fetches>,
+}
+
+#[derive(Default)]
+struct Fetches {
+    /// When the last unknown-`kid` refresh ran.
+    forced: Option<Instant>,
+    /// When the last fetch failed, and why.
+    failed: Option<(Instant, String)>,
 }
 
 impl Jwks {
@@ -139,7 +150,7 @@ impl Jwks {
             stats,
             directory: directory.to_string(),
             current: RwLock::new(Arc::new(KeySet::default())),
-            refresh: tokio::sync::Mutex::new(None),
+            refresh: tokio::sync::Mutex::new(Fetches::default()),
         }
     }
 
@@ -157,12 +168,17 @@ impl Jwks {
         if set.loaded {
             return Ok(set);
         }
-        let _guard = self.refresh.lock().await;
+        let mut fetches = self.refresh.lock().await;
         let set = self.current();
         if set.loaded {
             return Ok(set);
         }
-        self.fetch().await.map(|(set, _)| set)
+        if let Some((at, why)) = &fetches.failed {
+            if at.elapsed() < FAILURE_HOLD {
+                return Err(Error::Unavailable(why.clone()));
+            }
+        }
+        self.fetch_noting(&mut fetches).await.map(|(set, _)| set)
     }
 
     /// A refresh because a token names an unknown `kid`: at most one per
@@ -172,16 +188,30 @@ impl Jwks {
         &self,
         seen: &Arc<KeySet>,
     ) -> Result<Option<Arc<KeySet>>, Error> {
-        let mut last = self.refresh.lock().await;
+        let mut fetches = self.refresh.lock().await;
         let set = self.current();
         if !Arc::ptr_eq(&set, seen) {
             return Ok(Some(set)); // someone else refreshed meanwhile
         }
-        if last.is_some_and(|t| t.elapsed() < FORCED_REFRESH_INTERVAL) {
+        if fetches
+            .forced
+            .is_some_and(|t| t.elapsed() < FORCED_REFRESH_INTERVAL)
+        {
             return Ok(None);
         }
-        *last = Some(Instant::now());
-        self.fetch().await.map(|(set, _)| Some(set))
+        fetches.forced = Some(Instant::now());
+        self.fetch_noting(&mut fetches)
+            .await
+            .map(|(set, _)| Some(set))
+    }
+
+    async fn fetch_noting(&self, fetches: &mut Fetches) -> Result<(Arc<KeySet>, Duration), Error> {
+        let result = self.fetch().await;
+        fetches.failed = match &result {
+            Ok(_) => None,
+            Err(e) => Some((Instant::now(), e.reason())),
+        };
+        result
     }
 
     async fn fetch(&self) -> Result<(Arc<KeySet>, Duration), Error> {
@@ -223,8 +253,8 @@ impl Jwks {
                 let wait = {
                     let Some(jwks) = weak.upgrade() else { return };
                     let result = {
-                        let _guard = jwks.refresh.lock().await;
-                        jwks.fetch().await
+                        let mut fetches = jwks.refresh.lock().await;
+                        jwks.fetch_noting(&mut fetches).await
                     };
                     match result {
                         Ok((_, every)) => every,

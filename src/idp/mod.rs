@@ -47,6 +47,16 @@ pub enum Error {
     Unavailable(String),
 }
 
+impl Error {
+    /// The message without the "token refused" / "provider unavailable" prefix.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Rejected(r) => r.to_string(),
+            Error::Unavailable(why) => why.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Rejection {
     #[error("{0}")]
