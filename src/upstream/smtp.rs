@@ -40,8 +40,12 @@ pub struct Session {
 impl Session {
     /// Connects, reads the greeting, EHLOs as `ehlo_name`, and upgrades
     /// with STARTTLS when the upstream is configured for it.
-    pub async fn open(target: &Target, ehlo_name: &str) -> Result<Session, Error> {
-        let stream = target.connect().await?;
+    pub async fn open(
+        target: &Target,
+        client: ClientInfo,
+        ehlo_name: &str,
+    ) -> Result<Session, Error> {
+        let stream = target.connect(client).await?;
         let mut s = Session {
             stream,
             reader: LineReader::new(MAX_LINE),
@@ -172,7 +176,7 @@ pub async fn login(
     helo: &str,
 ) -> Result<LoggedIn, Error> {
     let own_name = format!("[{}]", client.local.ip());
-    let mut s = Session::open(target, &own_name).await?;
+    let mut s = Session::open(target, client, &own_name).await?;
     match &target.config.login {
         UpstreamLogin::Xclient => {
             if !s.has_extension("XCLIENT") {
