@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests' loopback peers need, on Debian 12 as root:
-#   Dovecot (imapd, lmtpd), Postfix, curl, msmtp, openssl (Debian packages),
+#   Dovecot (imapd, lmtpd), Postfix, curl, msmtp, openssl, HAProxy (in front of
+#   the proxy in the PROXY protocol tests), systemd (systemd-analyze checks the
+#   unit file) (Debian packages),
 #   and the npm packages of tests/peers/oidc (oidc-provider; Node.js must be there).
 # Fast when everything is present: apt is skipped if every binary is found,
 # npm is skipped if node_modules exists.
@@ -8,13 +10,14 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(dovecot-imapd dovecot-lmtpd postfix curl msmtp openssl)
+packages=(dovecot-imapd dovecot-lmtpd postfix curl msmtp openssl haproxy systemd)
 # One binary (or file) per package that proves it is installed.
 needed=(
     /usr/sbin/dovecot /usr/bin/doveadm
     /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp
     /usr/sbin/postfix /usr/sbin/postconf
     /usr/bin/curl /usr/bin/msmtp /usr/bin/openssl
+    /usr/sbin/haproxy /usr/bin/systemd-analyze
 )
 
 missing=()

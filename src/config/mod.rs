@@ -641,4 +641,6 @@ pub fn resolve_secret(key: &str, value: &str) -> Result<Secret> {
 }
 
 #[cfg(test)]
+mod ops_tests;
+#[cfg(test)]
 mod tests;
