@@ -228,6 +228,10 @@ pub struct ProxyOptions {
     pub imap_upstream: Option<String>,
     /// Raw TOML appended to the file.
     pub extra: String,
+    /// Raw TOML lines inside `[server]` (e.g. `shutdown-timeout = "5s"`).
+    pub server_extra: String,
+    /// Extra environment for the proxy process.
+    pub env: Vec<(String, String)>,
     pub log_level: &'static str,
 }
 
@@ -240,6 +244,8 @@ impl ProxyOptions {
             auth_failure_delay: "0s",
             imap_upstream: None,
             extra: String::new(),
+            server_extra: String::new(),
+            env: Vec::new(),
             log_level: "debug",
         }
     }
@@ -268,7 +274,8 @@ impl Proxy {
         ports: &BTreeMap<String, u16>,
     ) -> String {
         let mut c = format!(
-            "[server]\nhostname = \"proxy.test\"\n\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[server.limits]\nauth-failure-delay = \"{}\"\nmax-auth-failures = {}\npre-auth-timeout = \"30s\"\n\n",
+            "[server]\nhostname = \"proxy.test\"\n{}\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[server.limits]\nauth-failure-delay = \"{}\"\nmax-auth-failures = {}\npre-auth-timeout = \"30s\"\n\n",
+            opts.server_extra,
             peers.str(&["certs", "cert"]),
             peers.str(&["certs", "key"]),
             opts.auth_failure_delay,
@@ -313,6 +320,7 @@ impl Proxy {
             .arg("--config")
             .arg(&config_path)
             .env("OAUTHBEARER_PROXY_LOG", opts.log_level)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -350,6 +358,38 @@ impl Proxy {
 
     pub fn port(&self, listener: &str) -> u16 {
         self.ports[listener]
+    }
+
+    /// The ports of the standard listeners (to rewrite the configuration).
+    pub fn ports(&self) -> &BTreeMap<String, u16> {
+        &self.ports
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) to the proxy, by its PID.
+    pub fn signal(&self, name: &str) {
+        let out = run(Command::new("kill")
+            .arg("-s")
+            .arg(name)
+            .arg(self.pid().to_string()));
+        assert!(out.status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits (bounded) for the proxy to exit; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
