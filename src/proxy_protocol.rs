@@ -214,6 +214,14 @@ pub fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     out
 }
 
+/// The v2 header for a connection the proxy makes on its own behalf
+/// (LOCAL: the receiver keeps the connection's real addresses).
+pub fn encode_v2_local() -> Vec<u8> {
+    let mut out = V2_SIGNATURE.to_vec();
+    out.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+    out
+}
+
 /// A CIDR network such as `10.0.0.0/8`, `::1/128` or a bare address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -344,6 +352,10 @@ mod tests {
         // Mixed families are sent as IPv6.
         let h = encode_v2(sa("192.0.2.7:1"), sa("[2001:db8::2]:2"));
         assert_eq!(h[13], 0x21);
+        assert_eq!(
+            parse(&encode_v2_local()),
+            Ok(Parsed::Complete(Header { addresses: None }, 16))
+        );
     }
 
     #[test]

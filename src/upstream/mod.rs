@@ -48,6 +48,8 @@ pub struct ClientInfo {
 pub struct Target {
     pub config: Upstream,
     connector: Option<TlsConnector>,
+    /// SMTP upstreams: the EHLO keywords last learned from the upstream.
+    pub smtp_extensions: smtp::ExtensionCache,
 }
 
 impl Target {
@@ -56,13 +58,18 @@ impl Target {
             TlsMode::None => None,
             _ => Some(crate::tls::connector(config.tls_ca.as_deref())?),
         };
-        Ok(Arc::new(Self { config, connector }))
+        Ok(Arc::new(Self {
+            config,
+            connector,
+            smtp_extensions: smtp::ExtensionCache::default(),
+        }))
     }
 
     /// Opens the TCP connection (and the TLS session for implicit TLS),
-    /// first sending the PROXY v2 header for `client` when configured.
+    /// first sending the PROXY v2 header for `client` when configured (a
+    /// LOCAL header for the proxy's own connections, `None`).
     /// Timed and counted in the upstream metrics.
-    pub async fn connect(&self, client: ClientInfo) -> Result<UpstreamStream, Error> {
+    pub async fn connect(&self, client: Option<ClientInfo>) -> Result<UpstreamStream, Error> {
         let started = tokio::time::Instant::now();
         let result = self.connect_once(client).await;
         crate::metrics::global().upstream_connect(
@@ -73,7 +80,7 @@ impl Target {
         result
     }
 
-    async fn connect_once(&self, client: ClientInfo) -> Result<UpstreamStream, Error> {
+    async fn connect_once(&self, client: Option<ClientInfo>) -> Result<UpstreamStream, Error> {
         let address = &self.config.address;
         let tcp = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(address))
             .await
@@ -82,7 +89,10 @@ impl Target {
         let _ = tcp.set_nodelay(true);
         let mut tcp = tcp;
         if self.config.proxy_protocol_v2 {
-            let header = crate::proxy_protocol::encode_v2(client.peer, client.local);
+            let header = match client {
+                Some(c) => crate::proxy_protocol::encode_v2(c.peer, c.local),
+                None => crate::proxy_protocol::encode_v2_local(),
+            };
             tokio::time::timeout(self.config.connect_timeout, tcp.write_all(&header))
                 .await
                 .map_err(|_| Error::Connect(format!("{address}: timed out")))?
