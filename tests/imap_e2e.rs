@@ -84,7 +84,9 @@ fn curl_oauthbearer_over_implicit_tls_reads_the_mailbox() {
         stdout.contains(&welcome(ALICE)),
         "mailbox not readable: {stdout}"
     );
-    let log = proxy.wait_log("connection closed");
+    // The harness's readiness probes log "connection closed" too: wait for
+    // this session's line.
+    let log = proxy.wait_log("user=\"alice@example.com\"");
     assert!(
         log.contains("mechanism=\"OAUTHBEARER\"") || log.contains("mechanism=OAUTHBEARER"),
         "{log}"
