@@ -137,16 +137,22 @@ fn reload_under_load_keeps_sessions_and_swaps_certificate_and_provider() {
             failures
         })
     };
-    while done.load(Ordering::Relaxed) < 2 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let wait_done = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while done.load(Ordering::Relaxed) < n {
+            assert!(
+                Instant::now() < deadline,
+                "the load thread made no progress"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_done(2);
     std::fs::write(&proxy.config_path, text).unwrap();
     proxy.signal("HUP");
     proxy.wait_log("configuration reloaded");
     let before = done.load(Ordering::Relaxed);
-    while done.load(Ordering::Relaxed) < before + 3 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_done(before + 3);
     stop.store(true, Ordering::Relaxed);
     let failures = load.join().expect("load thread");
     assert!(
@@ -324,7 +330,15 @@ fn shutdown_timeout_closes_sessions_that_linger() {
 }
 
 fn http_get(port: u16, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    // The metrics endpoint is bound just after the mail listeners.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => assert!(Instant::now() < deadline, "connect to metrics: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut text = String::new();
