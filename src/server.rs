@@ -125,7 +125,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     if let Some(n) = &notifier {
         n.send("STOPPING=1");
     }
-    server.stop_accepting();
+    server.stop_accepting().await;
     let open = server.sessions.open();
     tracing::info!(
         sessions = open,
@@ -200,7 +200,7 @@ impl Server {
             .collect();
         for addr in gone {
             if let Some(b) = self.bound.remove(&addr) {
-                b.accept.abort();
+                b.close().await;
                 tracing::info!(address = %addr, "stopped listening");
             }
         }
@@ -260,10 +260,19 @@ impl Server {
         }
     }
 
-    fn stop_accepting(&mut self) {
+    async fn stop_accepting(&mut self) {
         for (_, b) in std::mem::take(&mut self.bound) {
-            b.accept.abort();
+            b.close().await;
         }
+    }
+}
+
+impl Bound {
+    /// Stops the accept loop and waits until its socket is closed (the
+    /// aborted task is dropped at once: it only awaits `accept`).
+    async fn close(self) {
+        self.accept.abort();
+        let _ = self.accept.await;
     }
 }
 

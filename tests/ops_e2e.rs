@@ -225,6 +225,42 @@ fn broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
     assert!(log.contains("/nonexistent/cert.pem"), "{log}");
 }
 
+#[test]
+fn reload_binds_new_listeners_and_closes_removed_ones() {
+    let peers = peers_read();
+    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    let token = mint_token(&peers, "alice", SCOPE, 300);
+    let extra_port = free_port();
+    let base = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let with_extra = format!(
+        "{base}\n[listener.imaps-extra]\nprotocol = \"imap\"\nbind = \"127.0.0.1:{extra_port}\"\ntls = \"implicit\"\ndirectory = \"test\"\nupstream = \"dovecot\"\n"
+    );
+    std::fs::write(&proxy.config_path, with_extra).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_log(&format!(
+        "listening listener=imaps-extra address=127.0.0.1:{extra_port}"
+    ));
+    let out = curl_subject(extra_port, &peers.ca(), ALICE, &token);
+    assert!(
+        out.status.success(),
+        "new listener: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A session on the listener that is about to go away.
+    let mut kept = logged_in(extra_port, &peers.ca(), ALICE, &token);
+    std::fs::write(&proxy.config_path, &base).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_log(&format!("stopped listening address=127.0.0.1:{extra_port}"));
+    assert!(TcpStream::connect(("127.0.0.1", extra_port)).is_err());
+    let lines = subject(&mut kept, "k");
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("k OK")),
+        "the session on the removed listener: {lines:?}"
+    );
+    let out = curl_subject(proxy.port("imaps"), &peers.ca(), ALICE, &token);
+    assert!(out.status.success());
+}
+
 /// Saves a message of about `size` bytes into `user`'s INBOX (message 2).
 fn seed_large_message(peers: &Peers, user: &str, size: usize) -> usize {
     let mut message =
@@ -267,8 +303,8 @@ fn graceful_stop_lets_an_in_flight_large_fetch_finish() {
 
     // The FETCH is in flight: most of the 32 MiB is still in the upstream.
     proxy.signal("TERM");
+    // Logged once the listening sockets are closed.
     proxy.wait_log("shutting down");
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
         TcpStream::connect(("127.0.0.1", proxy.port("imaps"))).is_err(),
         "still accepting new connections during shutdown"
