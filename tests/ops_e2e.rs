@@ -506,7 +506,10 @@ fn systemd_notifications_ready_status_reloading_stopping() {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
     let first = recv();
-    assert!(first.starts_with("READY=1\nSTATUS="), "{first:?}");
+    assert!(
+        first.starts_with("READY=1\nSTATUS=") && first.contains("sessions open"),
+        "{first:?}"
+    );
     // READY comes only after every listener is bound.
     for port in proxy.ports().values() {
         assert!(TcpStream::connect(("127.0.0.1", *port)).is_ok());
