@@ -83,7 +83,8 @@ fn reset_provider_stats(peers: &Peers) {
 
 #[test]
 fn reload_under_load_keeps_sessions_and_swaps_certificate_and_provider() {
-    let peers = peers_read();
+    // Exclusive: the provider's request counters must be this test's alone.
+    let peers = peers_exclusive();
     let opts = ProxyOptions::new(&peers);
     let proxy = Proxy::start(&peers, &opts);
     let port = proxy.port("imaps");
