@@ -18,6 +18,10 @@
 //!   JWT with JWKS and discovery), the token cache and its counters.
 //! - [`upstream`]: connecting and logging in to Dovecot / Postfix.
 //! - [`relay`]: copying the logged-in session both ways.
+//! - [`proxy_protocol`]: PROXY protocol v1/v2 headers in (from load
+//!   balancers) and v2 out (to upstreams).
+//! - [`metrics`]: Prometheus counters and the `/metrics` endpoint.
+//! - [`notify`]: systemd's notification protocol (READY, STATUS, WATCHDOG).
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -26,6 +30,9 @@ pub mod gateway;
 pub mod idp;
 pub mod imap;
 pub mod line;
+pub mod metrics;
+pub mod notify;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod sasl;
 pub mod secret;

@@ -119,7 +119,10 @@ mod tests {
         let stats = Stats::default();
         assert!(d.document(&client, &stats).await.is_err());
         let e = d.document(&client, &stats).await.unwrap_err();
-        assert!(!e.to_string().contains("unavailable: provider unavailable"), "{e}");
+        assert!(
+            !e.to_string().contains("unavailable: provider unavailable"),
+            "{e}"
+        );
         assert_eq!(stats.snapshot().provider_requests, 1);
         assert_eq!(stats.snapshot().provider_errors, 1);
     }

@@ -98,7 +98,7 @@ pub struct Inspection {
 impl Validator {
     pub fn new(directory: Directory) -> Result<Self, String> {
         let http = http::client(&directory)?;
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::for_directory(&directory.name));
         let discovery = directory
             .issuer
             .as_deref()

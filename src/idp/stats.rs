@@ -1,11 +1,14 @@
-//! Counters of one directory's validations, for the metrics endpoint of the
-//! operations work: lock-free, read as a [`Snapshot`].
+//! Counters of one directory's validations: lock-free, read as a
+//! [`Snapshot`]. Provider requests are also recorded in the process-wide
+//! Prometheus metrics ([`crate::metrics`]) under the directory's name.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// The directory's name for the global metrics (none in unit tests).
+    directory: Option<String>,
     hits: AtomicU64,
     misses: AtomicU64,
     stale_serves: AtomicU64,
@@ -35,6 +38,13 @@ pub struct Snapshot {
 }
 
 impl Stats {
+    pub fn for_directory(name: &str) -> Self {
+        Self {
+            directory: Some(name.to_string()),
+            ..Self::default()
+        }
+    }
+
     pub fn hit(&self) {
         self.hits.fetch_add(1, Relaxed);
     }
@@ -58,6 +68,9 @@ impl Stats {
             .fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Relaxed);
         if failed {
             self.provider_errors.fetch_add(1, Relaxed);
+        }
+        if let Some(directory) = &self.directory {
+            crate::metrics::global().provider_request(directory, took, failed);
         }
     }
 
