@@ -461,3 +461,47 @@ fn the_error_challenge_names_the_directory_that_refused() {
     assert_eq!(ch["status"], "invalid_token", "{ch}");
     assert!(ch.get("openid-configuration").is_none(), "{ch}");
 }
+
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "metrics: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read metrics");
+    text
+}
+
+#[test]
+fn cache_and_jwks_counters_are_in_the_metrics() {
+    let peers = peers_read();
+    let metrics_port = free_port();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.directory = format!("{}cache.ttl = \"5m\"\n", jwt_directory(&peers));
+    opts.extra = format!("[server.metrics]\nbind = \"127.0.0.1:{metrics_port}\"\n");
+    let proxy = Proxy::start(&peers, &opts);
+    let token = jwt(&peers, "alice");
+    for _ in 0..3 {
+        assert_ok(&login(&peers, &proxy, &token), &proxy);
+    }
+    let text = scrape(metrics_port);
+    for line in [
+        "oauthbearer_proxy_token_cache_hits_total{directory=\"test\"} 2",
+        "oauthbearer_proxy_token_cache_misses_total{directory=\"test\"} 1",
+        "oauthbearer_proxy_token_cache_stale_answers_total{directory=\"test\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing in\n{text}");
+    }
+    assert!(
+        text.contains("oauthbearer_proxy_jwks_fetches_total{directory=\"test\"} 1")
+            || text.contains("oauthbearer_proxy_jwks_fetches_total{directory=\"test\"} 2"),
+        "{text}"
+    );
+}

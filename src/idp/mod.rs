@@ -99,6 +99,7 @@ impl Validator {
     pub fn new(directory: Directory) -> Result<Self, String> {
         let http = http::client(&directory)?;
         let stats = Arc::new(Stats::for_directory(&directory.name));
+        stats::publish(&stats);
         let discovery = directory
             .issuer
             .as_deref()

@@ -2,7 +2,9 @@
 //! [`Snapshot`]. Provider requests are also recorded in the process-wide
 //! Prometheus metrics ([`crate::metrics`]) under the directory's name.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
@@ -84,5 +86,98 @@ impl Stats {
             provider_latency_micros: self.provider_latency_micros.load(Relaxed),
             jwks_fetches: self.jwks_fetches.load(Relaxed),
         }
+    }
+}
+
+/// Publishes every live directory's counters in the process metrics
+/// (`oauthbearer_proxy_token_cache_hits_total{directory="…"}` and so on).
+/// Validators come and go with reloads, so the one collector reads the
+/// live ones through weak references; counters of a directory restart
+/// from zero after a reload (a counter reset to Prometheus).
+pub fn publish(stats: &Arc<Stats>) {
+    static LIVE: OnceLock<Mutex<Vec<Weak<Stats>>>> = OnceLock::new();
+    let live = LIVE.get_or_init(|| {
+        crate::metrics::global().register_collector(Box::new(Collector(|| {
+            LIVE.get()
+                .map(|l| {
+                    let mut l = l.lock().unwrap_or_else(|e| e.into_inner());
+                    l.retain(|w| w.strong_count() > 0);
+                    l.iter().filter_map(Weak::upgrade).collect()
+                })
+                .unwrap_or_default()
+        })));
+        Mutex::new(Vec::new())
+    });
+    let mut l = live.lock().unwrap_or_else(|e| e.into_inner());
+    l.retain(|w| w.strong_count() > 0);
+    l.push(Arc::downgrade(stats));
+}
+
+struct Collector(fn() -> Vec<Arc<Stats>>);
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("idp::stats::Collector")
+    }
+}
+
+type Series = (&'static str, &'static str, fn(&Snapshot) -> u64);
+
+const SERIES: &[Series] = &[
+    (
+        "token_cache_hits",
+        "Token validations answered from the cache",
+        |s| s.hits,
+    ),
+    (
+        "token_cache_misses",
+        "Token validations the cache could not answer",
+        |s| s.misses,
+    ),
+    (
+        "token_cache_stale_answers",
+        "Logins allowed from a stale cache entry while the provider was unreachable",
+        |s| s.stale_serves,
+    ),
+    (
+        "jwks_fetches",
+        "JWKS documents fetched (start-up, background refresh, unknown kid)",
+        |s| s.jwks_fetches,
+    ),
+];
+
+impl prometheus_client::collector::Collector for Collector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::MetricType;
+        let mut sums: BTreeMap<String, Snapshot> = BTreeMap::new();
+        for stats in (self.0)() {
+            let Some(name) = &stats.directory else {
+                continue;
+            };
+            let s = stats.snapshot();
+            let sum = sums.entry(name.clone()).or_default();
+            sum.hits += s.hits;
+            sum.misses += s.misses;
+            sum.stale_serves += s.stale_serves;
+            sum.jwks_fetches += s.jwks_fetches;
+        }
+        if sums.is_empty() {
+            return Ok(());
+        }
+        for (name, help, value) in SERIES {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (directory, snapshot) in &sums {
+                let labels = crate::metrics::DirectoryLabels {
+                    directory: directory.clone(),
+                };
+                ConstCounter::new(value(snapshot)).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
