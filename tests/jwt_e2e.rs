@@ -505,3 +505,45 @@ fn cache_and_jwks_counters_are_in_the_metrics() {
         "{text}"
     );
 }
+
+#[test]
+fn password_tokens_through_the_login_mechanism_on_imap_and_smtp() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.listener_directories = "[\"local\", \"test\"]".into();
+    opts.listener_extra = "password-tokens = true\n".into();
+    opts.extra = format!("[directory.local]\n{}", jwt_directory(&peers));
+    let proxy = Proxy::start(&peers, &opts);
+    let token = jwt(&peers, "alice");
+    // IMAP AUTHENTICATE LOGIN: user name and password prompts.
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    c.expect_line();
+    c.send("a AUTHENTICATE LOGIN\r\n");
+    assert!(c.expect_line().starts_with("+ "));
+    c.send(&format!("{}\r\n", b64(ALICE.as_bytes())));
+    assert!(c.expect_line().starts_with("+ "));
+    c.send(&format!("{}\r\n", b64(token.as_bytes())));
+    let reply = c.until("a ").pop().unwrap_or_default();
+    assert!(reply.starts_with("a OK"), "{reply}\n{}", proxy.log());
+    // SMTP AUTH LOGIN with the user name as initial response.
+    let mut c = Raw::connect(proxy.port("submissions"), true, &peers.ca());
+    assert!(c.expect_line().starts_with("220"));
+    c.send("EHLO client.test\r\n");
+    c.until("250 ");
+    c.send(&format!("AUTH LOGIN {}\r\n", b64(ALICE.as_bytes())));
+    assert!(c.expect_line().starts_with("334 "));
+    c.send(&format!("{}\r\n", b64(token.as_bytes())));
+    let reply = c.expect_line();
+    assert!(reply.starts_with("235"), "{reply}\n{}", proxy.log());
+    // A refused token-password: a plain 535, no error challenge.
+    let mut c = Raw::connect(proxy.port("submissions"), true, &peers.ca());
+    c.expect_line();
+    c.send("EHLO client.test\r\n");
+    c.until("250 ");
+    c.send(&format!(
+        "AUTH PLAIN {}\r\n",
+        b64(format!("\0bob@example.com\0{token}").as_bytes())
+    ));
+    let reply = c.expect_line();
+    assert!(reply.starts_with("535 5.7.8"), "{reply}");
+}
