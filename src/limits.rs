@@ -11,7 +11,8 @@
 use crate::config::{Limits, Protocol};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -114,8 +115,8 @@ pub async fn refuse(
 
 /// The shared limits of one running proxy.
 pub struct Limiter {
-    max_total: usize,
-    max_per_ip: usize,
+    max_total: AtomicUsize,
+    max_per_ip: AtomicUsize,
     connections: Mutex<Connections>,
     penalty: Penalty,
     refusals: tokio::sync::Semaphore,
@@ -136,12 +137,30 @@ pub struct Admitted {
 impl Limiter {
     pub fn new(limits: &Limits) -> Arc<Self> {
         Arc::new(Self {
-            max_total: limits.max_connections,
-            max_per_ip: limits.max_connections_per_ip,
+            max_total: AtomicUsize::new(limits.max_connections),
+            max_per_ip: AtomicUsize::new(limits.max_connections_per_ip),
             connections: Mutex::new(Connections::default()),
             penalty: Penalty::new(limits.auth_failure_delay, PENALTY_ENTRIES),
             refusals: tokio::sync::Semaphore::new(REFUSALS_IN_FLIGHT),
         })
+    }
+
+    /// The process's limiter: created on first use, its limits replaced by
+    /// `limits` on every later call (a configuration reload), while the
+    /// counts of open connections and the penalties carry on.
+    pub fn shared(limits: &Limits) -> Arc<Self> {
+        static SHARED: OnceLock<Arc<Limiter>> = OnceLock::new();
+        let l = SHARED.get_or_init(|| Limiter::new(limits)).clone();
+        l.update(limits);
+        l
+    }
+
+    pub fn update(&self, limits: &Limits) {
+        self.max_total
+            .store(limits.max_connections, Ordering::Relaxed);
+        self.max_per_ip
+            .store(limits.max_connections_per_ip, Ordering::Relaxed);
+        self.penalty.set_base(limits.auth_failure_delay);
     }
 
     fn connections(&self) -> MutexGuard<'_, Connections> {
@@ -154,11 +173,11 @@ impl Limiter {
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
         let ip = ip.to_canonical();
         let mut c = self.connections();
-        if c.total >= self.max_total {
+        if c.total >= self.max_total.load(Ordering::Relaxed) {
             return Err(Refusal::Total);
         }
         let n = c.per_ip.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
+        if *n >= self.max_per_ip.load(Ordering::Relaxed) {
             return Err(Refusal::PerIp);
         }
         *n += 1;
@@ -204,7 +223,7 @@ impl Drop for Admitted {
 /// The per-IP failure penalty: the n-th recent failure from an address is
 /// delayed `base * 2^(n-1)`, at most `max(base, PENALTY_MAX)`.
 pub struct Penalty {
-    base: Duration,
+    base_ms: AtomicU64,
     capacity: usize,
     table: Mutex<PenaltyTable>,
 }
@@ -223,7 +242,7 @@ struct Failures {
 impl Penalty {
     pub fn new(base: Duration, capacity: usize) -> Self {
         Self {
-            base,
+            base_ms: AtomicU64::new(base.as_millis() as u64),
             capacity,
             table: Mutex::new(PenaltyTable {
                 entries: HashMap::new(),
@@ -232,9 +251,18 @@ impl Penalty {
         }
     }
 
+    fn base(&self) -> Duration {
+        Duration::from_millis(self.base_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_base(&self, base: Duration) {
+        self.base_ms
+            .store(base.as_millis() as u64, Ordering::Relaxed);
+    }
+
     /// Records a failure at `now` and returns the delay for it.
     pub fn failure(&self, ip: IpAddr, now: Instant) -> Duration {
-        if self.base.is_zero() {
+        if self.base().is_zero() {
             return Duration::ZERO;
         }
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -273,9 +301,10 @@ impl Penalty {
     }
 
     fn delay_for(&self, count: u32) -> Duration {
-        let max = self.base.max(PENALTY_MAX);
+        let base = self.base();
+        let max = base.max(PENALTY_MAX);
         let doublings = count.saturating_sub(1).min(16);
-        self.base.saturating_mul(1 << doublings).min(max)
+        base.saturating_mul(1 << doublings).min(max)
     }
 
     pub fn clear(&self, ip: IpAddr) {

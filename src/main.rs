@@ -3,6 +3,8 @@ use oauthbearer_proxy::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod verify_token;
+
 const DEFAULT_CONFIG: &str = "/etc/oauthbearer-proxy/config.toml";
 
 /// IMAP/SMTP front proxy that logs mail clients in with OAuth bearer tokens.
@@ -20,6 +22,17 @@ struct Cli {
 enum Command {
     /// Validate the whole configuration (secrets, certificates, names) and exit.
     Check,
+    /// Validate one token exactly as a login would (without the cache) and
+    /// print the identity and the claims used as JSON, or the reason.
+    /// Exit status: 0 valid, 1 invalid, 2 provider unavailable (or a
+    /// configuration error).
+    VerifyToken {
+        /// The `[directory.NAME]` to validate with.
+        #[arg(long)]
+        directory: String,
+        /// The token; read from standard input when omitted.
+        token: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,11 +59,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        None => run(config),
+        Some(Command::VerifyToken { directory, token }) => {
+            verify_token::run(&config, &directory, token)
+        }
+        None => run(config, cli.config),
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, path: PathBuf) -> ExitCode {
     init_logging(config.server.log_json);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -59,7 +75,10 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(oauthbearer_proxy::server::run(config)) {
+    let result = runtime.block_on(oauthbearer_proxy::server::run(config, path));
+    // Sessions still open after the graceful stop are closed here.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -26,6 +26,15 @@ pub struct RawServer {
     #[serde(default)]
     pub limits: RawLimits,
     pub log_format: Option<String>,
+    /// How long a graceful stop waits for sessions to finish.
+    pub shutdown_timeout: Option<String>,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub bind: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,13 +79,23 @@ pub struct RawListener {
     pub protocol: String,
     pub bind: OneOrMany,
     pub tls: Option<String>,
-    pub directory: String,
+    /// One directory, or a list: a JWT goes to the one whose `issuer`
+    /// matches, an opaque token tries them in order.
+    pub directory: OneOrMany,
     pub upstream: String,
     #[serde(default)]
     pub password_passthrough: bool,
+    /// LOGIN / AUTH PLAIN / AUTH LOGIN with a bearer token as the password.
+    #[serde(default)]
+    pub password_tokens: bool,
     /// The `status` sent in XOAUTH2 error challenges (Google's form). Some
     /// clients (K-9) fetch a new token only on "400".
     pub xoauth2_error_status: Option<String>,
+    /// Expect a PROXY protocol (v1 or v2) header before anything else.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Who may send that header (CIDR networks); required with `proxy-protocol`.
+    pub proxy_trusted_networks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +109,8 @@ pub struct RawUpstream {
     pub login: Option<RawLogin>,
     pub identity: Option<String>,
     pub connect_timeout: Option<String>,
+    /// `"v2"`: send a PROXY protocol v2 header with the client's address.
+    pub proxy_protocol: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,9 +132,35 @@ pub struct RawDirectory {
     #[serde(default)]
     pub fields: RawFields,
     pub required_scope: Option<String>,
-    /// The provider's issuer; its discovery document is named in RFC 7628 error replies.
+    /// The provider's issuer: discovery (`<issuer>/.well-known/openid-configuration`)
+    /// gives the endpoints and JWKS; it is named in RFC 7628 error replies.
     pub issuer: Option<String>,
     pub tls_ca: Option<String>,
+    /// Required `aud` of JWT access tokens (and of introspection answers).
+    pub audience: Option<String>,
+    /// JWT signature algorithms accepted.
+    pub algorithms: Option<Vec<String>>,
+    /// Shared secret for HS256/384/512.
+    pub secret: Option<String>,
+    /// Tolerated clock skew on `exp` / `nbf`.
+    pub clock_skew: Option<String>,
+    pub jwks: Option<RawJwks>,
+    pub cache: Option<RawCache>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwks {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCache {
+    pub ttl: Option<String>,
+    pub negative_ttl: Option<String>,
+    pub max_entries: Option<u64>,
+    pub stale_if_error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
