@@ -363,3 +363,33 @@ fn smtp_alpn_and_failure_penalty() {
         "{delays:?}"
     );
 }
+
+#[test]
+fn behind_a_balancer_the_per_ip_limit_counts_the_proxy_header_address() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.limits = "max-connections-per-ip = 2\n".into();
+    opts.listener_extra =
+        "proxy-protocol = true\nproxy-trusted-networks = [\"127.0.0.1/32\"]\n".into();
+    let proxy = Proxy::start(&peers, &opts);
+    let via_balancer = |client: &str| {
+        let mut c = Raw::connect(proxy.port("imap-plain"), false, &peers.ca());
+        c.send(&format!("PROXY TCP4 {client} 127.0.0.1 5000 143\r\n"));
+        let first = c.expect_line();
+        (c, first)
+    };
+    let (_a, first) = via_balancer("198.51.100.7");
+    assert!(first.starts_with("* OK"), "{first}");
+    let (_b, first) = via_balancer("198.51.100.7");
+    assert!(first.starts_with("* OK"), "{first}");
+    let (mut c, first) = via_balancer("198.51.100.7");
+    assert!(
+        first.starts_with("* BYE [UNAVAILABLE] Too many connections from your address"),
+        "{first}"
+    );
+    assert!(c.line().is_none());
+    // Another client behind the same balancer is not affected.
+    let (_d, first) = via_balancer("198.51.100.8");
+    assert!(first.starts_with("* OK"), "{first}");
+    proxy.wait_log("client=198.51.100.7");
+}
