@@ -45,6 +45,32 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Why, for the log (never a secret, never shown to the client).
+    pub fn reason(&self) -> &str {
+        match self {
+            Failure::Refused { reason, .. } => reason,
+            Failure::ProviderUnavailable(w)
+            | Failure::UpstreamUnavailable(w)
+            | Failure::UpstreamRefused(w) => w,
+        }
+    }
+
+    /// Logs the failure at the level that fits where it came from.
+    pub fn log(&self, client: std::net::SocketAddr, mechanism: Option<&'static str>) {
+        let mech = mechanism.unwrap_or("-");
+        match self {
+            Failure::Refused { reason, .. } => {
+                tracing::info!(client = %client, mechanism = mech, "login refused: {reason}")
+            }
+            Failure::UpstreamRefused(w) => {
+                tracing::warn!(client = %client, mechanism = mech, "{w}")
+            }
+            Failure::ProviderUnavailable(w) | Failure::UpstreamUnavailable(w) => {
+                tracing::error!(client = %client, mechanism = mech, "temporary failure: {w}")
+            }
+        }
+    }
+
     /// Whether this counts towards `max-auth-failures` and is delayed.
     pub fn is_client_fault(&self) -> bool {
         matches!(self, Failure::Refused { .. } | Failure::UpstreamRefused(_))
@@ -141,6 +167,22 @@ impl Service {
                 self.upstream.config.name
             ))),
         }
+    }
+}
+
+/// After a successful login: relays the session and completes the outcome.
+pub async fn relay(
+    client: &mut crate::client::Client,
+    mut up: LoggedIn,
+    mut outcome: Outcome,
+) -> Outcome {
+    let pending = client.take_buffered();
+    match crate::relay::run(&mut client.stream, &pending, &mut up.stream, &up.buffered).await {
+        Ok(bytes) => {
+            outcome.relayed = Some(bytes);
+            outcome.ended("relayed")
+        }
+        Err(_) => outcome.ended("relay-error"),
     }
 }
 

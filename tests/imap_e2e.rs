@@ -53,7 +53,7 @@ fn imaplib(peers: &Peers, port: u16, tls: &str, mech: &str, user: &str, secret: 
             "--user",
             user,
         ])
-        .args([secret_flag, secret]));
+        .arg(format!("{secret_flag}={secret}")));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
         panic!(
             "imap_client.py: {}{}",
@@ -84,15 +84,20 @@ fn curl_oauthbearer_over_implicit_tls_reads_the_mailbox() {
         stdout.contains(&welcome(ALICE)),
         "mailbox not readable: {stdout}"
     );
-    let log = proxy.wait_log("connection closed");
-    assert!(
-        log.contains("mechanism=\"OAUTHBEARER\"") || log.contains("mechanism=OAUTHBEARER"),
-        "{log}"
-    );
-    assert!(
-        log.contains("user=alice@example.com") || log.contains("user=\"alice@example.com\""),
-        "{log}"
-    );
+    // One line per connection with client, mechanism, user, result and duration.
+    let log = proxy.wait_log("result=\"relayed\"");
+    let line = log
+        .lines()
+        .find(|l| l.contains("result=\"relayed\""))
+        .unwrap();
+    for field in [
+        "client=127.0.0.1:",
+        "mechanism=\"OAUTHBEARER\"",
+        "user=\"alice@example.com\"",
+        "duration_ms=",
+    ] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
 }
 
 #[test]
@@ -721,4 +726,40 @@ fn no_token_password_or_secret_in_the_log_at_trace_level() {
             &s[..s.len().min(6)]
         );
     }
+}
+
+#[test]
+fn upstream_refusing_the_resolved_user_is_authorizationfailed() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    // "noemail" is a provider account with no Dovecot mailbox.
+    opts.imap_identity = "username";
+    let proxy = Proxy::start(&peers, &opts);
+    let token = mint_token(&peers, "noemail", SCOPE, 300);
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    c.expect_line();
+    c.send(&format!(
+        "a AUTHENTICATE OAUTHBEARER {}\r\n",
+        oauthbearer(None, &token)
+    ));
+    assert!(c.expect_line().starts_with("a NO [AUTHORIZATIONFAILED]"));
+    // The session stays usable for another try.
+    c.send("b NOOP\r\n");
+    assert!(c.expect_line().starts_with("b OK"));
+    proxy.wait_log("refused noemail");
+}
+
+#[test]
+fn a_client_that_disconnects_after_the_error_challenge_is_logged_as_failed() {
+    let peers = peers_read();
+    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    c.expect_line();
+    c.send(&format!(
+        "a AUTHENTICATE OAUTHBEARER {}\r\n",
+        oauthbearer(None, "bad-token")
+    ));
+    assert!(c.expect_line().starts_with("+ "));
+    drop(c);
+    proxy.wait_log("result=\"auth-failed\"");
 }

@@ -33,20 +33,9 @@ pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
         match step {
             Ok(Next::Continue(c)) => client = c,
             Ok(Next::Done(o)) => return o,
-            Ok(Next::LoggedIn(mut c, up, o)) => return relay(&mut c, *up, o).await,
+            Ok(Next::LoggedIn(mut c, up, o)) => return crate::gateway::relay(&mut c, *up, o).await,
             Err(_) => return outcome.ended("closed"),
         }
-    }
-}
-
-async fn relay(client: &mut Client, mut up: LoggedIn, mut outcome: Outcome) -> Outcome {
-    let pending = client.take_buffered();
-    match crate::relay::run(&mut client.stream, &pending, &mut up.stream, &up.buffered).await {
-        Ok(bytes) => {
-            outcome.relayed = Some(bytes);
-            outcome.ended("relayed")
-        }
-        Err(_) => outcome.ended("relay-error"),
     }
 }
 
@@ -373,7 +362,7 @@ async fn bearer(
         match client.read_line().await {
             Input::Line(_) | Input::TooLong => {}
             Input::Closed | Input::TimedOut => {
-                outcome.last_failure = Some(failure_text(&failure));
+                outcome.last_failure = Some(failure.reason().to_string());
                 return Ok(Next::Done(std::mem::take(outcome).ended("auth-failed")));
             }
         }
@@ -391,8 +380,8 @@ async fn fail(
     tag: &str,
     failure: Failure,
 ) -> io::Result<Next> {
-    log_failure(&client, outcome, &failure);
-    outcome.last_failure = Some(failure_text(&failure));
+    failure.log(client.peer, outcome.mechanism);
+    outcome.last_failure = Some(failure.reason().to_string());
     if failure.is_client_fault() {
         tokio::time::sleep(svc.limits.auth_failure_delay).await;
         *failures += 1;
@@ -407,30 +396,6 @@ async fn fail(
         ));
     }
     Ok(Next::Continue(client))
-}
-
-fn failure_text(f: &Failure) -> String {
-    match f {
-        Failure::Refused { reason, .. } => reason.clone(),
-        Failure::ProviderUnavailable(w)
-        | Failure::UpstreamUnavailable(w)
-        | Failure::UpstreamRefused(w) => w.clone(),
-    }
-}
-
-fn log_failure(client: &Client, outcome: &Outcome, f: &Failure) {
-    let mech = outcome.mechanism.unwrap_or("-");
-    match f {
-        Failure::Refused { reason, .. } => {
-            tracing::info!(client = %client.peer, mechanism = mech, "login refused: {reason}")
-        }
-        Failure::UpstreamRefused(w) => {
-            tracing::warn!(client = %client.peer, mechanism = mech, "{w}")
-        }
-        Failure::ProviderUnavailable(w) | Failure::UpstreamUnavailable(w) => {
-            tracing::error!(client = %client.peer, mechanism = mech, "temporary failure: {w}")
-        }
-    }
 }
 
 /// Forwards the upstream's login answer under the client's tag.

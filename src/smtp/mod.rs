@@ -1,11 +1,13 @@
-//! The SMTP submission front-end (RFC 5321, 3207, 4954, 7628 §4.4).
+//! The SMTP submission front-end (RFC 5321 pre-authentication, STARTTLS
+//! RFC 3207, AUTH RFC 4954, RFC 7628 §4.4 for OAUTHBEARER in SMTP).
+//!
+//! - [`command`]: parsing command lines (verb, EHLO name, AUTH arguments).
+//! - [`reply`]: the EHLO keyword list and the mapping from login failures
+//!   to replies.
+//! - [`session`]: the pre-auth state machine, ending in a relayed session.
 
-use crate::client::Client;
-use crate::gateway::{Outcome, Service};
+pub mod command;
+pub mod reply;
+pub mod session;
 
-pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
-    let _ = client
-        .send(format!("421 4.3.0 {} SMTP is not available yet\r\n", svc.hostname).as_bytes())
-        .await;
-    Outcome::default().ended("closed")
-}
+pub use session::serve;

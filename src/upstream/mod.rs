@@ -47,6 +47,8 @@ pub struct ClientInfo {
 pub struct Target {
     pub config: Upstream,
     connector: Option<TlsConnector>,
+    /// SMTP upstreams: the EHLO keywords last learned from the upstream.
+    pub smtp_extensions: smtp::ExtensionCache,
 }
 
 impl Target {
@@ -55,7 +57,11 @@ impl Target {
             TlsMode::None => None,
             _ => Some(crate::tls::connector(config.tls_ca.as_deref())?),
         };
-        Ok(Arc::new(Self { config, connector }))
+        Ok(Arc::new(Self {
+            config,
+            connector,
+            smtp_extensions: smtp::ExtensionCache::default(),
+        }))
     }
 
     /// Opens the TCP connection (and the TLS session for implicit TLS).

@@ -4,6 +4,14 @@
 //! `XCLIENT LOGIN= ADDR= PORT= HELO= PROTO=ESMTP` (Postfix answers with a
 //! new greeting) followed by EHLO with the client's name, or `AUTH PLAIN`
 //! as a master user with authzid = the user.
+//!
+//! Password passthrough ([`password_login`]) uses the same session but sends
+//! XCLIENT without `LOGIN=` and then the client's own `AUTH PLAIN`.
+//!
+//! [`ExtensionCache`] keeps the upstream's EHLO keywords, learned from one
+//! connection of our own and refreshed in the background, so the front-end
+//! can promise exactly what the upstream offers without contacting it for
+//! every unauthenticated client.
 
 use super::{ClientInfo, Error, LoggedIn, Target};
 use crate::config::{TlsMode, UpstreamLogin};
@@ -11,10 +19,23 @@ use crate::line::{Line, LineReader};
 use crate::sasl;
 use crate::secret::Secret;
 use crate::stream::UpstreamStream;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 const MAX_LINE: usize = 8 * 1024;
 const MAX_REPLY_LINES: usize = 64;
+/// How long one upstream reply may take (a stuck upstream must not hold a
+/// client's login forever).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a learned EHLO keyword list is used before it is refreshed.
+pub const EXTENSIONS_REFRESH: Duration = Duration::from_secs(300);
+/// After a failed refresh, when to try again.
+const EXTENSIONS_RETRY: Duration = Duration::from_secs(30);
+/// What is promised when the upstream has never been reachable: keywords
+/// every Postfix offers.
+pub const DEFAULT_EXTENSIONS: &[&str] = &["PIPELINING", "SIZE", "ENHANCEDSTATUSCODES", "8BITMIME"];
 
 /// One SMTP reply: the code and the text of each line.
 #[derive(Debug)]
@@ -24,7 +45,8 @@ pub struct SmtpReply {
 }
 
 impl SmtpReply {
-    fn text(&self) -> String {
+    /// One line for logs and error messages.
+    pub fn text(&self) -> String {
         format!("{} {}", self.code, self.lines.join(" / "))
     }
 }
@@ -96,10 +118,10 @@ impl Session {
     async fn read_reply(&mut self) -> Result<SmtpReply, Error> {
         let mut lines = Vec::new();
         loop {
-            let line = match self
-                .reader
-                .read_line(&mut self.stream)
+            let read = self.reader.read_line(&mut self.stream);
+            let line = match tokio::time::timeout(REPLY_TIMEOUT, read)
                 .await
+                .map_err(|_| Error::Protocol("upstream reply timed out".into()))?
                 .map_err(Error::io)?
             {
                 Line::Data(l) => l,
@@ -121,6 +143,35 @@ impl Session {
                 return Ok(SmtpReply { code, lines });
             }
         }
+    }
+
+    /// Ends the session politely (best effort, bounded).
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.command(b"QUIT")).await;
+    }
+
+    /// XCLIENT with the client's address and EHLO name (and `LOGIN=` when
+    /// given), then EHLO again as the client, as Postfix requires.
+    async fn xclient(
+        &mut self,
+        client: ClientInfo,
+        helo: &str,
+        login: Option<&str>,
+    ) -> Result<(), Error> {
+        let r = self
+            .command(xclient_command(client, helo, login).as_bytes())
+            .await?;
+        match r.code {
+            220 => {}
+            550 | 535 if login.is_some() => {
+                return Err(Error::Refused {
+                    reply: r.text(),
+                    authorization: true,
+                })
+            }
+            _ => return Err(Error::Protocol(format!("XCLIENT failed: {}", r.text()))),
+        }
+        self.ehlo(helo).await
     }
 
     fn into_logged_in(mut self) -> LoggedIn {
@@ -164,6 +215,26 @@ pub fn xtext(value: &str) -> String {
     out
 }
 
+/// `XCLIENT [LOGIN=] ADDR= PORT= HELO= PROTO=ESMTP`, values xtext-encoded.
+pub fn xclient_command(client: ClientInfo, helo: &str, login: Option<&str>) -> String {
+    let addr = match client.peer.ip() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => format!("IPV6:{v6}"),
+        },
+    };
+    let login = login
+        .map(|user| format!("LOGIN={} ", xtext(user)))
+        .unwrap_or_default();
+    format!(
+        "XCLIENT {login}ADDR={} PORT={} HELO={} PROTO=ESMTP",
+        xtext(&addr),
+        client.peer.port(),
+        xtext(helo)
+    )
+}
+
 /// Logs in to the upstream as `user` for a client that said `EHLO helo`.
 pub async fn login(
     target: &Target,
@@ -171,8 +242,7 @@ pub async fn login(
     user: &str,
     helo: &str,
 ) -> Result<LoggedIn, Error> {
-    let own_name = format!("[{}]", client.local.ip());
-    let mut s = Session::open(target, &own_name).await?;
+    let mut s = Session::open(target, &own_name(client)).await?;
     match &target.config.login {
         UpstreamLogin::Xclient => {
             if !s.has_extension("XCLIENT") {
@@ -180,29 +250,7 @@ pub async fn login(
                     "upstream does not offer XCLIENT to the proxy (Postfix: smtpd_authorized_xclient_hosts)".into(),
                 ));
             }
-            let addr = match client.peer.ip() {
-                std::net::IpAddr::V4(v4) => v4.to_string(),
-                std::net::IpAddr::V6(v6) => format!("IPV6:{v6}"),
-            };
-            let cmd = format!(
-                "XCLIENT LOGIN={} ADDR={} PORT={} HELO={} PROTO=ESMTP",
-                xtext(user),
-                xtext(&addr),
-                client.peer.port(),
-                xtext(helo)
-            );
-            let r = s.command(cmd.as_bytes()).await?;
-            match r.code {
-                220 => {}
-                550 | 535 => {
-                    return Err(Error::Refused {
-                        reply: r.text(),
-                        authorization: true,
-                    })
-                }
-                _ => return Err(Error::Protocol(format!("XCLIENT failed: {}", r.text()))),
-            }
-            s.ehlo(helo).await?;
+            s.xclient(client, helo, Some(user)).await?;
         }
         UpstreamLogin::MasterUser { username, secret } => {
             let cmd = Secret::new(format!(
@@ -230,9 +278,291 @@ pub async fn login(
     Ok(s.into_logged_in())
 }
 
+/// The upstream's answer to a client's own `AUTH PLAIN` (passthrough).
+pub enum PasswordReply {
+    /// 235: the session is logged in; the reply is forwarded to the client.
+    Accepted(LoggedIn, SmtpReply),
+    /// A 4xx or 5xx reply, forwarded to the client.
+    Refused(SmtpReply),
+}
+
+/// Password passthrough: XCLIENT without `LOGIN=` (so the upstream applies
+/// its policies to the real client), EHLO as the client, then the client's
+/// `AUTH PLAIN`. `plain` is the base64 PLAIN message.
+pub async fn password_login(
+    target: &Target,
+    client: ClientInfo,
+    helo: &str,
+    plain: &Secret,
+) -> Result<PasswordReply, Error> {
+    let mut s = Session::open(target, &own_name(client)).await?;
+    if s.has_extension("XCLIENT") {
+        s.xclient(client, helo, None).await?;
+    }
+    if !s.has_extension("AUTH") {
+        return Err(Error::Protocol(
+            "upstream does not offer AUTH (Postfix: smtpd_sasl_auth_enable)".into(),
+        ));
+    }
+    let cmd = Secret::new(format!("AUTH PLAIN {}", plain.expose()));
+    let r = s.command(cmd.expose().as_bytes()).await?;
+    match r.code {
+        235 => Ok(PasswordReply::Accepted(s.into_logged_in(), r)),
+        400..=599 => Ok(PasswordReply::Refused(r)),
+        _ => Err(Error::Protocol(format!(
+            "unexpected reply to AUTH PLAIN: {}",
+            r.text()
+        ))),
+    }
+}
+
+/// The name the proxy itself uses in EHLO: its address literal.
+fn own_name(client: ClientInfo) -> String {
+    match client.local.ip() {
+        std::net::IpAddr::V4(v4) => format!("[{v4}]"),
+        std::net::IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
+    }
+}
+
+/// The upstream's EHLO keywords as last learned, shared by all clients of
+/// one upstream.
+#[derive(Default)]
+pub struct ExtensionCache {
+    state: std::sync::Mutex<CacheState>,
+    /// Held while fetching, so that one connection at a time does it.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    keywords: Option<Arc<Vec<String>>>,
+    next_refresh: Option<Instant>,
+    refreshing: bool,
+}
+
+impl ExtensionCache {
+    /// The known keywords and whether a refresh is due.
+    fn peek(&self) -> (Option<Arc<Vec<String>>>, bool) {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let due = st.next_refresh.is_none_or(|t| Instant::now() >= t);
+        (st.keywords.clone(), due)
+    }
+
+    /// Claims the background refresh; false when one is already running.
+    fn claim_refresh(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        !std::mem::replace(&mut st.refreshing, true)
+    }
+
+    fn store(&self, fetched: Option<Vec<String>>) -> Option<Arc<Vec<String>>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.refreshing = false;
+        let wait = match fetched {
+            Some(list) => {
+                st.keywords = Some(Arc::new(list));
+                EXTENSIONS_REFRESH
+            }
+            None => EXTENSIONS_RETRY,
+        };
+        st.next_refresh = Some(Instant::now() + wait);
+        st.keywords.clone()
+    }
+}
+
+fn default_extensions() -> Arc<Vec<String>> {
+    Arc::new(DEFAULT_EXTENSIONS.iter().map(|k| k.to_string()).collect())
+}
+
+/// The upstream's EHLO keywords (unfiltered; the greeting line excluded).
+///
+/// The first caller learns them with one connection of its own; later
+/// callers get the cached list, refreshed in the background once it is
+/// older than [`EXTENSIONS_REFRESH`]. While the upstream has never been
+/// reachable, [`DEFAULT_EXTENSIONS`].
+pub async fn extensions(target: &Arc<Target>, ehlo_name: &str) -> Arc<Vec<String>> {
+    let cache = &target.smtp_extensions;
+    match cache.peek() {
+        (Some(known), due) => {
+            if due && cache.claim_refresh() {
+                let target = target.clone();
+                let name = ehlo_name.to_string();
+                tokio::spawn(async move {
+                    let _one = target.smtp_extensions.fetching.lock().await;
+                    refresh(&target, &name).await;
+                });
+            }
+            known
+        }
+        (None, false) => default_extensions(),
+        (None, true) => {
+            let _one = cache.fetching.lock().await;
+            // Someone else may have fetched while we waited.
+            match cache.peek() {
+                (Some(known), _) => known,
+                (None, false) => default_extensions(),
+                (None, true) => refresh(target, ehlo_name)
+                    .await
+                    .unwrap_or_else(default_extensions),
+            }
+        }
+    }
+}
+
+async fn refresh(target: &Target, ehlo_name: &str) -> Option<Arc<Vec<String>>> {
+    let fetched = match Session::open(target, ehlo_name).await {
+        Ok(s) => {
+            let keywords = s.extensions.clone();
+            s.quit().await;
+            tracing::debug!(upstream = %target.config.name, ?keywords, "learned EHLO keywords");
+            Some(keywords)
+        }
+        Err(e) => {
+            tracing::warn!(upstream = %target.config.name, "cannot learn EHLO keywords: {e}");
+            None
+        }
+    };
+    target.smtp_extensions.store(fetched)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{IdentityField, Upstream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::TcpListener;
+
+    fn client(peer: &str) -> ClientInfo {
+        ClientInfo {
+            peer: peer.parse().unwrap(),
+            local: "127.0.0.1:587".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn xclient_commands() {
+        assert_eq!(
+            xclient_command(
+                client("192.0.2.7:4321"),
+                "mua.example",
+                Some("a+b@example.com")
+            ),
+            "XCLIENT LOGIN=a+2Bb@example.com ADDR=192.0.2.7 PORT=4321 HELO=mua.example PROTO=ESMTP"
+        );
+        assert_eq!(
+            xclient_command(client("[2001:db8::1]:25"), "[IPv6:2001:db8::1]", None),
+            "XCLIENT ADDR=IPV6:2001:db8::1 PORT=25 HELO=[IPv6:2001:db8::1] PROTO=ESMTP"
+        );
+        assert_eq!(
+            xclient_command(client("[::ffff:192.0.2.7]:25"), "h", None),
+            "XCLIENT ADDR=192.0.2.7 PORT=25 HELO=h PROTO=ESMTP"
+        );
+    }
+
+    fn target(address: String) -> Arc<Target> {
+        Target::new(Upstream {
+            name: "fake".into(),
+            address,
+            tls: TlsMode::None,
+            tls_ca: None,
+            tls_name: "localhost".into(),
+            login: UpstreamLogin::Xclient,
+            identity: IdentityField::Email,
+            connect_timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
+    /// A fake upstream that greets, answers EHLO with `keywords` and counts
+    /// its connections.
+    async fn fake_upstream(keywords: &'static [&'static str]) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = count.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let (r, mut w) = tcp.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    w.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let reply = if line.starts_with("EHLO") {
+                            let mut out = String::from("250-fake\r\n");
+                            for (i, k) in keywords.iter().enumerate() {
+                                let sep = if i + 1 == keywords.len() { ' ' } else { '-' };
+                                out.push_str(&format!("250{sep}{k}\r\n"));
+                            }
+                            out
+                        } else {
+                            "221 bye\r\n".into()
+                        };
+                        if w.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (address, count)
+    }
+
+    #[tokio::test]
+    async fn extensions_are_learned_once_and_shared() {
+        let (address, connections) =
+            fake_upstream(&["PIPELINING", "XCLIENT ADDR", "SIZE 100"]).await;
+        let t = target(address);
+        let (a, b, c) = tokio::join!(
+            extensions(&t, "proxy.test"),
+            extensions(&t, "proxy.test"),
+            extensions(&t, "proxy.test")
+        );
+        let expected = vec![
+            "PIPELINING".to_string(),
+            "XCLIENT ADDR".into(),
+            "SIZE 100".into(),
+        ];
+        for list in [a, b, c] {
+            assert_eq!(*list, expected);
+        }
+        assert_eq!(extensions(&t, "proxy.test").await.len(), 3);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn stale_extensions_are_served_while_refreshing() {
+        let (address, connections) = fake_upstream(&["CHUNKING"]).await;
+        let t = target(address);
+        assert_eq!(*extensions(&t, "p").await, vec!["CHUNKING".to_string()]);
+        // Make the cached list stale: the next caller gets it at once and a
+        // background refresh connects again.
+        t.smtp_extensions.state.lock().unwrap().next_refresh = Some(Instant::now());
+        assert_eq!(*extensions(&t, "p").await, vec!["CHUNKING".to_string()]);
+        for _ in 0..200 {
+            if connections.load(Ordering::SeqCst) == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn unreachable_upstream_gets_the_defaults_without_retrying_per_client() {
+        // A port nobody listens on.
+        let address = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let t = target(address);
+        let defaults: Vec<String> = DEFAULT_EXTENSIONS.iter().map(|k| k.to_string()).collect();
+        assert_eq!(*extensions(&t, "p").await, defaults);
+        let next = t.smtp_extensions.state.lock().unwrap().next_refresh;
+        assert_eq!(*extensions(&t, "p").await, defaults);
+        // The second caller did not try again: the retry time is unchanged.
+        assert_eq!(t.smtp_extensions.state.lock().unwrap().next_refresh, next);
+    }
 
     #[test]
     fn xtext_encoding() {

@@ -229,6 +229,8 @@ pub struct ProxyOptions {
     /// Raw TOML appended to the file.
     pub extra: String,
     pub log_level: &'static str,
+    /// `identity` of the Dovecot upstream ("email" by default).
+    pub imap_identity: &'static str,
 }
 
 impl ProxyOptions {
@@ -241,6 +243,7 @@ impl ProxyOptions {
             imap_upstream: None,
             extra: String::new(),
             log_level: "debug",
+            imap_identity: "email",
         }
     }
 }
@@ -285,9 +288,10 @@ impl Proxy {
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{}", peers.port(&["dovecot", "imap_port"])));
         c.push_str(&format!(
-            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"email\"\nconnect-timeout = \"5s\"\n\n",
+            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"5s\"\n\n",
             peers.str(&["dovecot", "master_user"]),
             peers.str(&["dovecot", "master_secret_file"]),
+            opts.imap_identity,
         ));
         let smtp_port = peers.info["postfix"]["smtp_port"].as_u64().unwrap_or(1);
         c.push_str(&format!(
