@@ -244,6 +244,7 @@ def machine() -> dict:
         "cpu": model,
         "kernel": platform.release(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
         "nofile": __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)[0],
         "dovecot": version(["dovecot", "--version"]),
         "nginx": version(["nginx", "-v"]),
@@ -555,6 +556,10 @@ fields.username = "preferred_username"
         if err:
             log(f"loadgen idle {name}: {err[:400]}")
         n = opened["opened"]
+        if opened["errors"] and daemon is self.proxy:
+            fails = [line for line in self.proxy.logfile.read_text(errors="replace").splitlines()
+                     if "failure=" in line and "failure=-" not in line]
+            log("proxy log, failed logins: " + " | ".join(fails[-3:])[:800])
         per = (during - before) / n if n else None
         log(f"idle {name}: {n} sessions ({opened['errors']} errors) in {opened['seconds']:.1f} s,"
             f" RSS {before} -> {during} KiB, {per if per is None else round(per, 1)} KiB/session")
@@ -684,6 +689,8 @@ def write_report(out: Path, info: dict, results: dict, quick: bool, concurrencie
 Machine: {info['machine']['nproc']} CPUs ({info['machine']['cpu']}), kernel {info['machine']['kernel']},
 {info['machine']['memory_gib']} GiB; {info['machine']['dovecot']}, {info['machine']['nginx']},
 Node.js {info['machine']['node']}; open-file limit {info['machine']['nofile']}.
+Load average (1/5/15 min) at the start: {' / '.join(info['load_start'])}, at the end:
+{' / '.join(info['machine']['loadavg'])} (other work on the machine competes for the CPUs).
 Run: {info['date']}, {info['reps']} repetition(s) of {info['duration']} s per cell, contenders
 interleaved, medians. Idle sessions per contender: {sessions}.
 
@@ -796,6 +803,7 @@ def main() -> int:
         signal.signal(sig, on_signal)
     bench = Bench(opts)
     t0 = time.monotonic()
+    load_start = Path("/proc/loadavg").read_text().split()[:3]
     try:
         bench.start()
         results = bench.run()
@@ -803,7 +811,7 @@ def main() -> int:
         info = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 "reps": 1 if opts.quick else opts.reps,
                 "duration": 1.0 if opts.quick else opts.duration,
-                "wall_s": round(time.monotonic() - t0)}
+                "wall_s": round(time.monotonic() - t0), "load_start": load_start}
         labels = {k: v["label"] for k, v in bench.contenders().items()}
         md = write_report(Path(opts.out), info, results, opts.quick, concurrencies, labels)
         log(f"wrote {md} in {time.monotonic() - t0:.0f} s")
