@@ -105,7 +105,10 @@ enum Mode {
 
 struct Ctx {
     addr: SocketAddr,
-    tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     auth_line: Vec<u8>,
     timeout: Duration,
 }
@@ -229,7 +232,14 @@ impl Conn {
         loop {
             if let Some(i) = self.buf[scanned..self.end].iter().position(|&b| b == b'\n') {
                 let nl = scanned + i;
-                let line = (self.start, if nl > self.start && self.buf[nl - 1] == b'\r' { nl - 1 } else { nl });
+                let line = (
+                    self.start,
+                    if nl > self.start && self.buf[nl - 1] == b'\r' {
+                        nl - 1
+                    } else {
+                        nl
+                    },
+                );
                 self.start = nl + 1;
                 return Ok(line);
             }
@@ -269,7 +279,10 @@ impl Conn {
                 if !ok {
                     eprintln!(
                         "loadgen: {}",
-                        String::from_utf8_lossy(line).chars().take(200).collect::<String>()
+                        String::from_utf8_lossy(line)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
                     );
                 }
                 return Ok(ok);
@@ -318,7 +331,9 @@ impl Conn {
 fn literal(line: &[u8]) -> Option<usize> {
     let rest = line.strip_suffix(b"}")?;
     let open = rest.iter().rposition(|&b| b == b'{')?;
-    let digits = rest[open + 1..].strip_suffix(b"+").unwrap_or(&rest[open + 1..]);
+    let digits = rest[open + 1..]
+        .strip_suffix(b"+")
+        .unwrap_or(&rest[open + 1..]);
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 

@@ -50,6 +50,8 @@ fn quick_benchmark_finishes_and_writes_a_table() {
     assert!(png.starts_with(b"\x89PNG"), "the chart is not a PNG");
     let json = std::fs::read_to_string(out.path().join("results.json")).expect("results.json");
     let v: serde_json::Value = serde_json::from_str(&json).expect("results JSON");
-    let logins = v["summary"]["proxy-provider"]["lps_1"].as_f64().unwrap_or(0.0);
+    let logins = v["summary"]["proxy-provider"]["lps_1"]
+        .as_f64()
+        .unwrap_or(0.0);
     assert!(logins > 0.0, "no login through the proxy succeeded:\n{md}");
 }
