@@ -340,14 +340,22 @@ fields.username = "preferred_username"
         self.proxy.start()
         self.daemons.append(self.proxy)
 
-        # The same proxy with a token cache (issue 4), when its configuration
-        # is given: --proxy-cache-toml 'KEY = VALUE' lines for [directory.oidc].
+        # The same proxy with a token cache (issue 4): --proxy-cache-toml
+        # lines for [directory.oidc] (default `cache.ttl = "5m"`). Started when
+        # `oauthbearer-proxy check` accepts them, i.e. when the build has a cache.
         self.proxy_warm = None
-        if self.opts.proxy_cache_toml:
-            wconf = pdir / "config-warm.toml"
-            text = conf.read_text().replace(f"127.0.0.1:{self.ports['proxy']}",
-                                            f"127.0.0.1:{self.ports['proxy_warm']}")
-            wconf.write_text(text + self.opts.proxy_cache_toml.replace("\\n", "\n") + "\n")
+        wconf = pdir / "config-warm.toml"
+        text = conf.read_text().replace(f"127.0.0.1:{self.ports['proxy']}",
+                                        f"127.0.0.1:{self.ports['proxy_warm']}")
+        wconf.write_text(text + self.opts.proxy_cache_toml.replace("\\n", "\n") + "\n")
+        check = subprocess.run([self.opts.proxy_bin, "--config", str(wconf), "check"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=30)
+        if check.returncode != 0:
+            log("no warm-cache row: this build does not accept "
+                f"{self.opts.proxy_cache_toml!r}: "
+                f"{check.stdout.decode(errors='replace').strip()[:300]}")
+        else:
             self.proxy_warm = Daemon("proxy-warm", [self.opts.proxy_bin, "--config", str(wconf)],
                                      pdir / "proxy-warm.log", self.ports["proxy_warm"], env=env)
             self.proxy_warm.start()
@@ -776,7 +784,7 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=10000,
                     help="idle sessions (capped by the open-file limit)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    ap.add_argument("--proxy-cache-toml", metavar="TOML",
+    ap.add_argument("--proxy-cache-toml", metavar="TOML", default='cache.ttl = "5m"',
                     help="lines added to [directory.oidc] for a second proxy with a warm "
                          "token cache (issue 4); adds the warm-cache row")
     ap.add_argument("--scenarios", default="login,fetch,idle",
