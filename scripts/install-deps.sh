@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Install what the tests' loopback peers need, on Debian 12 as root:
-#   Dovecot (imapd, lmtpd), Postfix, curl, msmtp, openssl (Debian packages),
-#   and the npm packages of tests/peers/oidc (oidc-provider; Node.js must be there).
+#   Dovecot (imapd, lmtpd), Postfix, curl, msmtp, openssl, HAProxy (in front of
+#   the proxy in the PROXY protocol tests), systemd (systemd-analyze checks the
+#   unit file) (Debian packages),
+#   cargo-deb (for the package test), and the npm packages of tests/peers/oidc
+#   (oidc-provider; Node.js must be there).
 # Fast when everything is present: apt is skipped if every binary is found,
 # npm is skipped if node_modules exists.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(dovecot-imapd dovecot-lmtpd postfix curl msmtp openssl)
+packages=(dovecot-imapd dovecot-lmtpd postfix curl msmtp openssl haproxy systemd)
 # One binary (or file) per package that proves it is installed.
 needed=(
     /usr/sbin/dovecot /usr/bin/doveadm
     /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp
     /usr/sbin/postfix /usr/sbin/postconf
     /usr/bin/curl /usr/bin/msmtp /usr/bin/openssl
+    /usr/sbin/haproxy /usr/bin/systemd-analyze
 )
 
 missing=()
@@ -50,6 +54,15 @@ fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "install-deps: node and npm are needed for tests/peers/oidc (Node.js >= 20.19)" >&2
     exit 1
+fi
+
+# cargo-deb builds the Debian package that tests/deb_package.rs installs
+# (about 2 minutes of compiling, once).
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "install-deps: installing cargo-deb" >&2
+    cargo install cargo-deb --locked
+else
+    echo "install-deps: cargo-deb present"
 fi
 
 oidc=$repo/tests/peers/oidc

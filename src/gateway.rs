@@ -75,6 +75,16 @@ impl Failure {
     pub fn is_client_fault(&self) -> bool {
         matches!(self, Failure::Refused { .. } | Failure::UpstreamRefused(_))
     }
+
+    /// The `result` label of the `logins` metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Failure::Refused { .. } => "refused",
+            Failure::ProviderUnavailable(_) => "provider-unavailable",
+            Failure::UpstreamUnavailable(_) => "upstream-unavailable",
+            Failure::UpstreamRefused(_) => "upstream-refused",
+        }
+    }
 }
 
 pub struct Success {
@@ -94,7 +104,25 @@ impl Service {
         sasl::encode(challenge::error_json(mech, status, &hints).as_bytes())
     }
 
+    /// Logs in with a bearer token message; every attempt is counted in
+    /// the `logins` metric.
     pub async fn bearer_login(
+        &self,
+        client: ClientInfo,
+        mech: Mechanism,
+        message: &[u8],
+        handoff: Handoff<'_>,
+    ) -> Result<Success, Failure> {
+        let result = self.bearer_login_once(client, mech, message, handoff).await;
+        let word = match &result {
+            Ok(_) => "ok",
+            Err(f) => f.metric_label(),
+        };
+        crate::metrics::global().login(&self.listener.name, mech.name(), word);
+        result
+    }
+
+    async fn bearer_login_once(
         &self,
         client: ClientInfo,
         mech: Mechanism,

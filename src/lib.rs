@@ -17,6 +17,10 @@
 //! - [`idp`]: token validation (OIDC UserInfo, RFC 7662 introspection).
 //! - [`upstream`]: connecting and logging in to Dovecot / Postfix.
 //! - [`relay`]: copying the logged-in session both ways.
+//! - [`proxy_protocol`]: PROXY protocol v1/v2 headers in (from load
+//!   balancers) and v2 out (to upstreams).
+//! - [`metrics`]: Prometheus counters and the `/metrics` endpoint.
+//! - [`notify`]: systemd's notification protocol (READY, STATUS, WATCHDOG).
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -25,6 +29,9 @@ pub mod gateway;
 pub mod idp;
 pub mod imap;
 pub mod line;
+pub mod metrics;
+pub mod notify;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod sasl;
 pub mod secret;

@@ -46,11 +46,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        None => run(config),
+        None => run(config, cli.config),
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, path: PathBuf) -> ExitCode {
     init_logging(config.server.log_json);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -59,7 +59,10 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(oauthbearer_proxy::server::run(config)) {
+    let result = runtime.block_on(oauthbearer_proxy::server::run(config, path));
+    // Sessions still open after the graceful stop are closed here.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -1,6 +1,13 @@
 //! Listeners: build every listener's [`Service`] from the configuration,
-//! bind, accept, run TLS handshakes and hand each connection to its
-//! protocol front-end; one log line per connection.
+//! bind, accept (reading a PROXY protocol header where configured), run TLS
+//! handshakes and hand each connection to its protocol front-end; one log
+//! line per connection.
+//!
+//! Operations: SIGHUP re-reads the configuration and certificates (new
+//! connections get the new [`Service`], established sessions keep theirs, a
+//! broken configuration is refused and the old one keeps serving);
+//! SIGTERM/SIGINT stop accepting and wait up to `server.shutdown-timeout`
+//! for sessions to end; systemd is told READY/RELOADING/STOPPING/STATUS.
 
 use crate::client::Client;
 use crate::config::{Config, Protocol, TlsMode};
@@ -10,12 +17,19 @@ use crate::stream::MaybeTls;
 use crate::upstream::Target;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often systemd's STATUS= is refreshed (when it changed).
+const STATUS_PERIOD: Duration = Duration::from_secs(5);
 
 /// Builds every listener's run-time service: loads certificates, builds
 /// HTTP clients and TLS connectors. Used by `check` as well as `run`.
@@ -65,63 +79,364 @@ pub fn build(config: &Config) -> Result<Vec<Arc<Service>>, String> {
         .collect()
 }
 
-/// Binds every listener and serves until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<(), String> {
-    let services = build(&config)?;
-    let mut sockets = Vec::new();
-    for svc in &services {
-        for addr in &svc.listener.binds {
-            let socket = TcpListener::bind(addr).await.map_err(|e| {
-                format!("listener `{}`: cannot bind {addr}: {e}", svc.listener.name)
-            })?;
-            tracing::info!(listener = %svc.listener.name, address = %addr, "listening");
-            sockets.push((svc.clone(), socket));
+/// Binds every listener, tells systemd it is ready, and serves until
+/// SIGINT or SIGTERM; SIGHUP reloads `config_path`.
+pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let signal_err = |e: std::io::Error| format!("cannot install signal handlers: {e}");
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_err)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_err)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_err)?;
+
+    let mut server = Server {
+        config_path,
+        shutdown_timeout: config.server.shutdown_timeout,
+        metrics_bind: config.server.metrics,
+        log_json: config.server.log_json,
+        bound: BTreeMap::new(),
+        sessions: Arc::new(Sessions::default()),
+    };
+    server.apply(&config).await?;
+    if let Some(addr) = config.server.metrics {
+        let socket = crate::metrics::bind(addr).await?;
+        tracing::info!(address = %addr, "serving metrics");
+        tokio::spawn(crate::metrics::serve(socket));
+    }
+    let notifier = crate::notify::Notifier::from_env().map(Arc::new);
+    if let Some(n) = &notifier {
+        n.send(&format!("READY=1\nSTATUS={}", server.sessions.status()));
+        tokio::spawn(keepalive(n.clone(), server.sessions.clone()));
+    }
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                if let Some(n) = &notifier {
+                    n.send("RELOADING=1");
+                }
+                server.reload().await;
+                if let Some(n) = &notifier {
+                    n.send(&format!("READY=1\nSTATUS={}", server.sessions.status()));
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
         }
     }
-    for (svc, socket) in sockets {
-        tokio::spawn(accept_loop(svc, socket));
+    if let Some(n) = &notifier {
+        n.send("STOPPING=1");
     }
-    shutdown_signal().await;
-    tracing::info!("shutting down");
+    server.stop_accepting().await;
+    let open = server.sessions.open();
+    tracing::info!(
+        sessions = open,
+        timeout_s = server.shutdown_timeout.as_secs(),
+        "shutting down: no new connections; waiting for open sessions"
+    );
+    let drained = tokio::select! {
+        d = server.sessions.drained(server.shutdown_timeout) => d,
+        _ = terminate.recv() => false,
+        _ = interrupt.recv() => false,
+    };
+    if drained {
+        tracing::info!("every session finished; stopped");
+    } else {
+        tracing::warn!(
+            sessions = server.sessions.open(),
+            "shutdown timeout: closing the remaining sessions"
+        );
+    }
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// The running listeners, keyed by bound address, and the open sessions.
+struct Server {
+    config_path: PathBuf,
+    shutdown_timeout: Duration,
+    /// Settings that only take effect at start (a reload warns about them).
+    metrics_bind: Option<SocketAddr>,
+    log_json: bool,
+    bound: BTreeMap<SocketAddr, Bound>,
+    sessions: Arc<Sessions>,
+}
+
+/// One bound socket: its accept loop and the service new connections get.
+struct Bound {
+    service: watch::Sender<Arc<Service>>,
+    accept: JoinHandle<()>,
+}
+
+impl Server {
+    /// Makes the listeners match `config`: binds new addresses first (all
+    /// or nothing), then swaps the service of addresses that stay, starts
+    /// the new ones and closes those no longer configured. Established
+    /// sessions keep the service they started with.
+    async fn apply(&mut self, config: &Config) -> Result<(), String> {
+        let services = build(config)?;
+        let mut wanted: BTreeMap<SocketAddr, Arc<Service>> = BTreeMap::new();
+        for svc in &services {
+            for addr in &svc.listener.binds {
+                if let Some(other) = wanted.insert(*addr, svc.clone()) {
+                    return Err(format!(
+                        "listeners `{}` and `{}` both bind {addr}",
+                        other.listener.name, svc.listener.name
+                    ));
+                }
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        let mut fresh = Vec::new();
+        for (addr, svc) in &wanted {
+            if !self.bound.contains_key(addr) {
+                let socket = TcpListener::bind(addr).await.map_err(|e| {
+                    format!("listener `{}`: cannot bind {addr}: {e}", svc.listener.name)
+                })?;
+                fresh.push((*addr, socket));
+            }
+        }
+        let gone: Vec<SocketAddr> = self
+            .bound
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
+        for addr in gone {
+            if let Some(b) = self.bound.remove(&addr) {
+                b.close().await;
+                tracing::info!(address = %addr, "stopped listening");
+            }
+        }
+        for (addr, socket) in fresh {
+            let svc = wanted[&addr].clone();
+            tracing::info!(listener = %svc.listener.name, address = %addr, "listening");
+            let (tx, rx) = watch::channel(svc);
+            let accept = tokio::spawn(accept_loop(rx, socket, self.sessions.clone()));
+            self.bound.insert(
+                addr,
+                Bound {
+                    service: tx,
+                    accept,
+                },
+            );
+        }
+        for (addr, svc) in wanted {
+            if let Some(b) = self.bound.get(&addr) {
+                b.service.send_replace(svc);
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGHUP: re-reads the configuration and certificates. A configuration
+    /// that does not load, build or bind is refused and the old one stays.
+    async fn reload(&mut self) {
+        let path = self.config_path.clone();
+        let result = match Config::load(&path) {
+            Ok(config) => match self.apply(&config).await {
+                Ok(()) => Ok(config),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        let metrics = crate::metrics::global();
+        match result {
+            Ok(config) => {
+                self.shutdown_timeout = config.server.shutdown_timeout;
+                if config.server.metrics != self.metrics_bind
+                    || config.server.log_json != self.log_json
+                {
+                    tracing::warn!(
+                        "`server.metrics` and `server.log-format` changes take effect at the next restart"
+                    );
+                }
+                metrics.reloads.get_or_create(&result_label("ok")).inc();
+                tracing::info!(config = %path.display(), listeners = self.bound.len(), "configuration reloaded");
+            }
+            Err(e) => {
+                metrics
+                    .reloads
+                    .get_or_create(&result_label("refused"))
+                    .inc();
+                tracing::error!(config = %path.display(), "reload refused, the running configuration stays: {e}");
+            }
+        }
+    }
+
+    async fn stop_accepting(&mut self) {
+        for (_, b) in std::mem::take(&mut self.bound) {
+            b.close().await;
+        }
     }
 }
 
-async fn accept_loop(svc: Arc<Service>, socket: TcpListener) {
+impl Bound {
+    /// Stops the accept loop and waits until its socket is closed (the
+    /// aborted task is dropped at once: it only awaits `accept`).
+    async fn close(self) {
+        self.accept.abort();
+        let _ = self.accept.await;
+    }
+}
+
+fn result_label(result: &str) -> crate::metrics::ResultLabels {
+    crate::metrics::ResultLabels {
+        result: result.to_string(),
+    }
+}
+
+/// Counts open sessions, for graceful stop and systemd's STATUS=.
+#[derive(Default)]
+struct Sessions {
+    open: AtomicUsize,
+    total: AtomicU64,
+}
+
+impl Sessions {
+    fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn status(&self) -> String {
+        format!(
+            "{} sessions open, {} since start",
+            self.open(),
+            self.total.load(Ordering::Relaxed)
+        )
+    }
+
+    /// Waits (at most `timeout`) until no session is open.
+    async fn drained(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.open() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+}
+
+/// Held by each connection's task: keeps the counters right however the
+/// task ends (including being dropped at shutdown).
+struct SessionGuard {
+    sessions: Arc<Sessions>,
+    listener: String,
+}
+
+impl SessionGuard {
+    fn new(sessions: Arc<Sessions>, listener: &str) -> Self {
+        sessions.open.fetch_add(1, Ordering::Relaxed);
+        sessions.total.fetch_add(1, Ordering::Relaxed);
+        let m = crate::metrics::global();
+        let labels = crate::metrics::ListenerLabels {
+            listener: listener.to_string(),
+        };
+        m.connections.get_or_create(&labels).inc();
+        m.connections_open.get_or_create(&labels).inc();
+        Self {
+            sessions,
+            listener: listener.to_string(),
+        }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.sessions.open.fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::global()
+            .connections_open
+            .get_or_create(&crate::metrics::ListenerLabels {
+                listener: std::mem::take(&mut self.listener),
+            })
+            .dec();
+    }
+}
+
+/// Tells systemd how many sessions are open (and pings its watchdog).
+async fn keepalive(notifier: Arc<crate::notify::Notifier>, sessions: Arc<Sessions>) {
+    let watchdog = crate::notify::watchdog_interval();
+    let period = watchdog.unwrap_or(STATUS_PERIOD).min(STATUS_PERIOD);
+    let mut last = String::new();
+    loop {
+        tokio::time::sleep(period).await;
+        let status = sessions.status();
+        let mut message = String::new();
+        if watchdog.is_some() {
+            message.push_str("WATCHDOG=1\n");
+        }
+        if status != last {
+            message.push_str(&format!("STATUS={status}\n"));
+            last = status;
+        }
+        if !message.is_empty() {
+            notifier.send(&message);
+        }
+    }
+}
+
+async fn accept_loop(
+    service: watch::Receiver<Arc<Service>>,
+    socket: TcpListener,
+    sessions: Arc<Sessions>,
+) {
     loop {
         match socket.accept().await {
             Ok((tcp, peer)) => {
-                tokio::spawn(handle(svc.clone(), tcp, peer));
+                let svc = service.borrow().clone();
+                let guard = SessionGuard::new(sessions.clone(), &svc.listener.name);
+                tokio::spawn(async move {
+                    handle(svc, tcp, peer).await;
+                    drop(guard);
+                });
             }
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning.
-                tracing::warn!(listener = %svc.listener.name, "accept failed: {e}");
+                let name = service.borrow().listener.name.clone();
+                tracing::warn!(listener = %name, "accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 }
 
-async fn handle(svc: Arc<Service>, tcp: TcpStream, peer: SocketAddr) {
+/// The client's addresses: the connection's own, or those a trusted load
+/// balancer's PROXY header names. `None`: the connection is to be closed.
+async fn client_addresses(
+    svc: &Service,
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<(SocketAddr, SocketAddr)> {
+    let Some(trusted) = &svc.listener.proxy_protocol else {
+        return Some((peer, local));
+    };
+    let name = &svc.listener.name;
+    if !trusted.iter().any(|n| n.contains(peer.ip())) {
+        tracing::warn!(listener = %name, client = %peer, "PROXY protocol listener: connection from an untrusted address refused");
+        return None;
+    }
+    let timeout = svc.limits.pre_auth_timeout.min(PROXY_HEADER_TIMEOUT);
+    match tokio::time::timeout(timeout, crate::proxy_protocol::read_header(tcp)).await {
+        Ok(Ok(header)) => Some(header.addresses.unwrap_or((peer, local))),
+        Ok(Err(e)) => {
+            tracing::warn!(listener = %name, balancer = %peer, "{e}");
+            None
+        }
+        Err(_) => {
+            tracing::info!(listener = %name, balancer = %peer, "PROXY protocol header timed out");
+            None
+        }
+    }
+}
+
+async fn handle(svc: Arc<Service>, mut tcp: TcpStream, peer: SocketAddr) {
     let started = Instant::now();
     let _ = tcp.set_nodelay(true);
     let local = match tcp.local_addr() {
         Ok(a) => a,
         Err(_) => return,
+    };
+    let Some((peer, local)) = client_addresses(&svc, &mut tcp, peer, local).await else {
+        return;
     };
     let stream = match (&svc.tls, svc.listener.tls) {
         (Some(acceptor), TlsMode::Implicit) => {
@@ -153,6 +468,7 @@ fn log_outcome(svc: &Service, peer: SocketAddr, started: Instant, o: &Outcome) {
         .relayed
         .map(|b| (b.to_upstream, b.to_client))
         .unwrap_or((0, 0));
+    crate::metrics::global().relayed(&svc.listener.name, up, down);
     tracing::info!(
         listener = %svc.listener.name,
         client = %peer,

@@ -8,6 +8,7 @@
 pub mod raw;
 pub mod units;
 
+pub use crate::proxy_protocol::Network;
 use crate::secret::Secret;
 use raw::{RawConfig, RawDirectory, RawListener, RawUpstream};
 use std::collections::BTreeMap;
@@ -60,6 +61,10 @@ pub struct Server {
     pub tls: Option<TlsFiles>,
     pub limits: Limits,
     pub log_json: bool,
+    /// How long SIGTERM/SIGINT waits for sessions before closing them.
+    pub shutdown_timeout: Duration,
+    /// Where Prometheus scrapes `/metrics` (and `/healthz`), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +116,9 @@ pub struct Listener {
     pub upstream: String,
     pub password_passthrough: bool,
     pub xoauth2_error_status: String,
+    /// Inbound PROXY protocol: `Some(networks)` means every connection must
+    /// start with a v1 or v2 header and come from one of these networks.
+    pub proxy_protocol: Option<Vec<Network>>,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +132,8 @@ pub struct Upstream {
     pub login: UpstreamLogin,
     pub identity: IdentityField,
     pub connect_timeout: Duration,
+    /// Send a PROXY protocol v2 header with the client's address first.
+    pub proxy_protocol_v2: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -310,11 +320,28 @@ fn server(raw: raw::RawServer) -> Result<Server> {
             ))
         }
     };
+    let shutdown_timeout = match raw.shutdown_timeout {
+        Some(v) => duration("server.shutdown-timeout", &v)?,
+        None => Duration::from_secs(30),
+    };
+    let metrics = raw
+        .metrics
+        .map(|m| {
+            m.bind.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    "server.metrics.bind",
+                    format!("`{}` is not an address like \"127.0.0.1:9187\"", m.bind),
+                )
+            })
+        })
+        .transpose()?;
     Ok(Server {
         hostname,
         tls,
         limits,
         log_json,
+        shutdown_timeout,
+        metrics,
     })
 }
 
@@ -364,6 +391,35 @@ fn listener(name: &str, raw: RawListener) -> Result<Listener> {
             "must be \"400\", \"401\" or \"403\"",
         ));
     }
+    let proxy_protocol = match (raw.proxy_protocol, raw.proxy_trusted_networks) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(ConfigError::new(
+                key("proxy-trusted-networks"),
+                "is only used with `proxy-protocol = true`",
+            ))
+        }
+        (true, None) => {
+            return Err(ConfigError::new(
+                key("proxy-trusted-networks"),
+                "is required with `proxy-protocol = true` (the load balancers' addresses)",
+            ))
+        }
+        (true, Some(nets)) => {
+            let nets = nets
+                .iter()
+                .map(|n| n.parse::<Network>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| ConfigError::new(key("proxy-trusted-networks"), e))?;
+            if nets.is_empty() {
+                return Err(ConfigError::new(
+                    key("proxy-trusted-networks"),
+                    "needs at least one network",
+                ));
+            }
+            Some(nets)
+        }
+    };
     Ok(Listener {
         name: name.to_string(),
         protocol,
@@ -373,6 +429,7 @@ fn listener(name: &str, raw: RawListener) -> Result<Listener> {
         upstream: raw.upstream,
         password_passthrough: raw.password_passthrough,
         xoauth2_error_status,
+        proxy_protocol,
     })
 }
 
@@ -445,6 +502,16 @@ fn upstream(name: &str, raw: RawUpstream) -> Result<Upstream> {
         Some(v) => duration(&key("connect-timeout"), &v)?,
         None => Duration::from_secs(10),
     };
+    let proxy_protocol_v2 = match raw.proxy_protocol.as_deref() {
+        None | Some("none") => false,
+        Some("v2") => true,
+        Some(other) => {
+            return Err(ConfigError::new(
+                key("proxy-protocol"),
+                format!("`{other}` is not one of \"none\", \"v2\""),
+            ))
+        }
+    };
     Ok(Upstream {
         name: name.to_string(),
         address: raw.address,
@@ -454,6 +521,7 @@ fn upstream(name: &str, raw: RawUpstream) -> Result<Upstream> {
         login,
         identity,
         connect_timeout,
+        proxy_protocol_v2,
     })
 }
 
@@ -572,5 +640,7 @@ pub fn resolve_secret(key: &str, value: &str) -> Result<Secret> {
     Ok(Secret::new(value))
 }
 
+#[cfg(test)]
+mod ops_tests;
 #[cfg(test)]
 mod tests;

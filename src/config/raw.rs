@@ -26,6 +26,15 @@ pub struct RawServer {
     #[serde(default)]
     pub limits: RawLimits,
     pub log_format: Option<String>,
+    /// How long a graceful stop waits for sessions to finish.
+    pub shutdown_timeout: Option<String>,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub bind: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +83,11 @@ pub struct RawListener {
     /// The `status` sent in XOAUTH2 error challenges (Google's form). Some
     /// clients (K-9) fetch a new token only on "400".
     pub xoauth2_error_status: Option<String>,
+    /// Expect a PROXY protocol (v1 or v2) header before anything else.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// Who may send that header (CIDR networks); required with `proxy-protocol`.
+    pub proxy_trusted_networks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +101,8 @@ pub struct RawUpstream {
     pub login: Option<RawLogin>,
     pub identity: Option<String>,
     pub connect_timeout: Option<String>,
+    /// `"v2"`: send a PROXY protocol v2 header with the client's address.
+    pub proxy_protocol: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -74,7 +74,22 @@ impl Validator {
     /// Validates `token` and returns the identity it belongs to. `need` is
     /// the field the upstream logs in with: it must be present.
     pub async fn validate(&self, token: &Secret, need: IdentityField) -> Result<Identity, Error> {
-        let claims = match &self.directory.endpoint {
+        let started = tokio::time::Instant::now();
+        let claims = self.fetch(token).await;
+        crate::metrics::global().provider_request(
+            &self.directory.name,
+            started.elapsed(),
+            matches!(claims, Err(Error::Unavailable(_))),
+        );
+        claims::map(&claims?, &self.directory.fields, need)
+    }
+
+    /// Asks the provider about `token` (one request).
+    async fn fetch(
+        &self,
+        token: &Secret,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        Ok(match &self.directory.endpoint {
             Endpoint::UserInfo { url } => userinfo::fetch(&self.http, url, token).await?,
             Endpoint::Introspect { url, auth } => {
                 introspect::fetch(
@@ -86,7 +101,6 @@ impl Validator {
                 )
                 .await?
             }
-        };
-        claims::map(&claims, &self.directory.fields, need)
+        })
     }
 }

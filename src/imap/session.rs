@@ -431,6 +431,12 @@ async fn passthrough(
         Ok(session) => session.login(login_command).await,
         Err(e) => Err(e),
     };
+    let result = match &reply {
+        Ok(Reply::Ok(_)) => "ok",
+        Ok(Reply::No { .. }) => "refused",
+        Err(_) => "upstream-unavailable",
+    };
+    crate::metrics::global().login(&svc.listener.name, outcome.mechanism.unwrap_or("-"), result);
     match reply {
         Ok(Reply::Ok(up)) => {
             outcome.last_failure = None;

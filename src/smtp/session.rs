@@ -348,7 +348,18 @@ async fn passthrough(
     helo: &str,
     plain: &Secret,
 ) -> io::Result<Next> {
-    match upstream::smtp::password_login(&svc.upstream, client.info(), helo, plain).await {
+    let reply = upstream::smtp::password_login(&svc.upstream, client.info(), helo, plain).await;
+    let result = match &reply {
+        Ok(PasswordReply::Accepted(..)) => "ok",
+        Ok(PasswordReply::Refused(_)) => "refused",
+        Err(_) => "upstream-unavailable",
+    };
+    crate::metrics::global().login(
+        &svc.listener.name,
+        st.outcome.mechanism.unwrap_or("-"),
+        result,
+    );
+    match reply {
         Ok(PasswordReply::Accepted(up, r)) => {
             st.outcome.last_failure = None;
             client

@@ -34,7 +34,7 @@ pub struct Session {
 
 impl Session {
     pub async fn open(target: &Target, client: ClientInfo) -> Result<Session, Error> {
-        let stream = target.connect().await?;
+        let stream = target.connect(Some(client)).await?;
         let mut s = Session {
             stream,
             reader: LineReader::new(MAX_LINE),

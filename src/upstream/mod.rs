@@ -12,6 +12,7 @@ use crate::stream::{MaybeTls, UpstreamStream};
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -64,14 +65,39 @@ impl Target {
         }))
     }
 
-    /// Opens the TCP connection (and the TLS session for implicit TLS).
-    pub async fn connect(&self) -> Result<UpstreamStream, Error> {
+    /// Opens the TCP connection (and the TLS session for implicit TLS),
+    /// first sending the PROXY v2 header for `client` when configured (a
+    /// LOCAL header for the proxy's own connections, `None`).
+    /// Timed and counted in the upstream metrics.
+    pub async fn connect(&self, client: Option<ClientInfo>) -> Result<UpstreamStream, Error> {
+        let started = tokio::time::Instant::now();
+        let result = self.connect_once(client).await;
+        crate::metrics::global().upstream_connect(
+            &self.config.name,
+            started.elapsed(),
+            result.is_err(),
+        );
+        result
+    }
+
+    async fn connect_once(&self, client: Option<ClientInfo>) -> Result<UpstreamStream, Error> {
         let address = &self.config.address;
         let tcp = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(address))
             .await
             .map_err(|_| Error::Connect(format!("{address}: timed out")))?
             .map_err(|e| Error::Connect(format!("{address}: {e}")))?;
         let _ = tcp.set_nodelay(true);
+        let mut tcp = tcp;
+        if self.config.proxy_protocol_v2 {
+            let header = match client {
+                Some(c) => crate::proxy_protocol::encode_v2(c.peer, c.local),
+                None => crate::proxy_protocol::encode_v2_local(),
+            };
+            tokio::time::timeout(self.config.connect_timeout, tcp.write_all(&header))
+                .await
+                .map_err(|_| Error::Connect(format!("{address}: timed out")))?
+                .map_err(|e| Error::Connect(format!("{address}: {e}")))?;
+        }
         match self.config.tls {
             TlsMode::Implicit => self.start_tls(MaybeTls::Plain(tcp)).await,
             _ => Ok(MaybeTls::Plain(tcp)),

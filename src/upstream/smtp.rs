@@ -62,8 +62,12 @@ pub struct Session {
 impl Session {
     /// Connects, reads the greeting, EHLOs as `ehlo_name`, and upgrades
     /// with STARTTLS when the upstream is configured for it.
-    pub async fn open(target: &Target, ehlo_name: &str) -> Result<Session, Error> {
-        let stream = target.connect().await?;
+    pub async fn open(
+        target: &Target,
+        client: Option<ClientInfo>,
+        ehlo_name: &str,
+    ) -> Result<Session, Error> {
+        let stream = target.connect(client).await?;
         let mut s = Session {
             stream,
             reader: LineReader::new(MAX_LINE),
@@ -242,7 +246,7 @@ pub async fn login(
     user: &str,
     helo: &str,
 ) -> Result<LoggedIn, Error> {
-    let mut s = Session::open(target, &own_name(client)).await?;
+    let mut s = Session::open(target, Some(client), &own_name(client)).await?;
     match &target.config.login {
         UpstreamLogin::Xclient => {
             if !s.has_extension("XCLIENT") {
@@ -295,7 +299,7 @@ pub async fn password_login(
     helo: &str,
     plain: &Secret,
 ) -> Result<PasswordReply, Error> {
-    let mut s = Session::open(target, &own_name(client)).await?;
+    let mut s = Session::open(target, Some(client), &own_name(client)).await?;
     if s.has_extension("XCLIENT") {
         s.xclient(client, helo, None).await?;
     }
@@ -409,7 +413,7 @@ pub async fn extensions(target: &Arc<Target>, ehlo_name: &str) -> Arc<Vec<String
 }
 
 async fn refresh(target: &Target, ehlo_name: &str) -> Option<Arc<Vec<String>>> {
-    let fetched = match Session::open(target, ehlo_name).await {
+    let fetched = match Session::open(target, None, ehlo_name).await {
         Ok(s) => {
             let keywords = s.extensions.clone();
             s.quit().await;
@@ -469,6 +473,7 @@ mod tests {
             login: UpstreamLogin::Xclient,
             identity: IdentityField::Email,
             connect_timeout: Duration::from_secs(5),
+            proxy_protocol_v2: false,
         })
         .unwrap()
     }

@@ -202,12 +202,24 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
+/// A free loopback port, never one this test process was given before:
+/// the kernel may hand a just-released port out again, and tests run in
+/// parallel, so two listeners could otherwise get the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no new free port in 100 tries");
 }
 
 /// Directory blocks for the proxy's configuration.
@@ -228,6 +240,10 @@ pub struct ProxyOptions {
     pub imap_upstream: Option<String>,
     /// Raw TOML appended to the file.
     pub extra: String,
+    /// Raw TOML lines inside `[server]` (e.g. `shutdown-timeout = "5s"`).
+    pub server_extra: String,
+    /// Extra environment for the proxy process.
+    pub env: Vec<(String, String)>,
     pub log_level: &'static str,
     /// `identity` of the Dovecot upstream ("email" by default).
     pub imap_identity: &'static str,
@@ -242,6 +258,8 @@ impl ProxyOptions {
             auth_failure_delay: "0s",
             imap_upstream: None,
             extra: String::new(),
+            server_extra: String::new(),
+            env: Vec::new(),
             log_level: "debug",
             imap_identity: "email",
         }
@@ -271,7 +289,8 @@ impl Proxy {
         ports: &BTreeMap<String, u16>,
     ) -> String {
         let mut c = format!(
-            "[server]\nhostname = \"proxy.test\"\n\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[server.limits]\nauth-failure-delay = \"{}\"\nmax-auth-failures = {}\npre-auth-timeout = \"30s\"\n\n",
+            "[server]\nhostname = \"proxy.test\"\n{}\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[server.limits]\nauth-failure-delay = \"{}\"\nmax-auth-failures = {}\npre-auth-timeout = \"30s\"\n\n",
+            opts.server_extra,
             peers.str(&["certs", "cert"]),
             peers.str(&["certs", "key"]),
             opts.auth_failure_delay,
@@ -317,6 +336,7 @@ impl Proxy {
             .arg("--config")
             .arg(&config_path)
             .env("OAUTHBEARER_PROXY_LOG", opts.log_level)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -354,6 +374,38 @@ impl Proxy {
 
     pub fn port(&self, listener: &str) -> u16 {
         self.ports[listener]
+    }
+
+    /// The ports of the standard listeners (to rewrite the configuration).
+    pub fn ports(&self) -> &BTreeMap<String, u16> {
+        &self.ports
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) to the proxy, by its PID.
+    pub fn signal(&self, name: &str) {
+        let out = run(Command::new("kill")
+            .arg("-s")
+            .arg(name)
+            .arg(self.pid().to_string()));
+        assert!(out.status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits (bounded) for the proxy to exit; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {

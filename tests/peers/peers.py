@@ -5,12 +5,14 @@
 
 Starts, under a fresh scratch directory and on free 127.0.0.1 ports:
 
-* Dovecot (``dovecot -F -c WORKDIR/dovecot/dovecot.conf``): plaintext IMAP,
-  master user ``proxy`` with a random secret, users alice@example.com and
+* Dovecot (``dovecot -F -c WORKDIR/dovecot/dovecot.conf``): plaintext IMAP
+  (and a second IMAP listener that requires a PROXY protocol header from
+  127.0.0.1, ``haproxy = yes``), master user ``proxy`` with a random secret, users alice@example.com and
   bob@example.com with app passwords, an LMTP listener and an auth listener
   (for Postfix SASL). Each mailbox is seeded with one "Welcome ..." message.
 * Postfix (``postfix -c WORKDIR/postfix/conf start-fg``): smtpd accepting XCLIENT
-  from 127.0.0.1, SASL through Dovecot, delivering example.com over LMTP into
+  from 127.0.0.1 (and a second smtpd that requires a PROXY protocol header,
+  ``smtpd_upstream_proxy_protocol = haproxy``), SASL through Dovecot, delivering example.com over LMTP into
   Dovecot, every other transport ``error:``.
 * An OpenID provider (``node tests/peers/oidc/provider.mjs``).
 
@@ -234,9 +236,11 @@ def stop_group(proc: subprocess.Popen | None, pgid: int | None = None,
 class Dovecot:
     name = "dovecot"
 
-    def __init__(self, workdir: Path, imap_port: int, lmtp_port: int, auth_port: int):
+    def __init__(self, workdir: Path, imap_port: int, lmtp_port: int, auth_port: int,
+                 haproxy_port: int):
         self.dir = workdir / "dovecot"
         self.imap_port = imap_port
+        self.haproxy_port = haproxy_port
         self.lmtp_port = lmtp_port
         self.auth_port = auth_port
         self.mail_dir = workdir / "mail"
@@ -290,6 +294,7 @@ auth_mechanisms = plain login
 auth_failure_delay = 0
 auth_verbose = yes
 login_trusted_networks = 127.0.0.1/32
+haproxy_trusted_networks = 127.0.0.1/32
 mail_max_userip_connections = 1000
 
 mail_uid = mail
@@ -336,6 +341,12 @@ service imap-login {{
   }}
   inet_listener imaps {{
     port = 0
+  }}
+  # For the proxy's `proxy-protocol = "v2"` towards the upstream.
+  inet_listener imap-haproxy {{
+    address = {HOST}
+    port = {self.haproxy_port}
+    haproxy = yes
   }}
   service_count = 0
   client_limit = 1000
@@ -418,6 +429,7 @@ service anvil {{
     def describe(self) -> dict:
         return {
             "imap_port": self.imap_port,
+            "imap_haproxy_port": self.haproxy_port,
             "lmtp_port": self.lmtp_port,
             "auth_port": self.auth_port,
             "master_user": MASTER_USER,
@@ -436,12 +448,14 @@ service anvil {{
 class Postfix:
     name = "postfix"
 
-    def __init__(self, workdir: Path, smtp_port: int, lmtp_port: int, auth_port: int):
+    def __init__(self, workdir: Path, smtp_port: int, lmtp_port: int, auth_port: int,
+                 haproxy_port: int):
         # Config, queue and data apart: `postfix check` wants everything under
         # the config directory owned by root.
         self.top = workdir / "postfix"
         self.dir = self.top / "conf"
         self.smtp_port = smtp_port
+        self.haproxy_port = haproxy_port
         self.lmtp_port = lmtp_port
         self.auth_port = auth_port
         self.queue = self.top / "queue"
@@ -518,6 +532,8 @@ in_flow_delay = 0
         # No chroot anywhere; one inet service on loopback; postlog for maillog_file.
         services = [
             (f"{HOST}:{self.smtp_port}", "inet", "n", "-", "n", "-", "-", "smtpd"),
+            (f"{HOST}:{self.haproxy_port}", "inet", "n", "-", "n", "-", "-",
+             "smtpd\n  -o smtpd_upstream_proxy_protocol=haproxy"),
             ("pickup", "unix", "n", "-", "n", "60", "1", "pickup"),
             ("cleanup", "unix", "n", "-", "n", "-", "0", "cleanup"),
             ("qmgr", "unix", "n", "-", "n", "300", "1", "qmgr"),
@@ -597,6 +613,7 @@ in_flow_delay = 0
     def describe(self) -> dict:
         return {
             "smtp_port": self.smtp_port,
+            "smtp_haproxy_port": self.haproxy_port,
             "config_dir": str(self.dir),
             "maillog": str(self.maillog),
             "pid": self.pid,
@@ -807,9 +824,9 @@ def main() -> int:
     peers: list = []
     status = 0
     try:
-        imap, lmtp, auth, smtp, oidc_port, admin_port = free_ports(6)
-        dovecot = Dovecot(workdir, imap, lmtp, auth)
-        postfix = None if opts.no_postfix else Postfix(workdir, smtp, lmtp, auth)
+        imap, lmtp, auth, smtp, oidc_port, admin_port, imap_pp, smtp_pp = free_ports(8)
+        dovecot = Dovecot(workdir, imap, lmtp, auth, imap_pp)
+        postfix = None if opts.no_postfix else Postfix(workdir, smtp, lmtp, auth, smtp_pp)
         oidc = Oidc(workdir, oidc_port, admin_port)
         # Postfix last: its smtpd needs Dovecot's auth service when probed.
         peers = [p for p in (oidc, dovecot, postfix) if p is not None]

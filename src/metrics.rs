@@ -1,0 +1,333 @@
+//! Prometheus metrics: the process-wide counters (exposition format by the
+//! `prometheus-client` crate, OpenMetrics text) and the small HTTP endpoint
+//! that serves them at `/metrics`, with `/healthz` for load balancers.
+//!
+//! The counters live in one [`Metrics`] reached through [`global`], so the
+//! places that count (accept loop, login path, provider and upstream calls)
+//! need no extra plumbing. Token-cache figures (hits, misses, stale answers)
+//! belong to the provider layer: a future `idp` statistics type plugs in as
+//! a `prometheus_client::collector::Collector` through [`Metrics::register_collector`].
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    pub listener: String,
+    pub mechanism: String,
+    /// `ok`, `refused`, `provider-unavailable`, `upstream-unavailable`, `upstream-refused`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectoryLabels {
+    pub directory: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BytesLabels {
+    pub listener: String,
+    /// `to-upstream` or `to-client`.
+    pub direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+type Latency = Family<DirectoryLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    pub connections_open: Family<ListenerLabels, Gauge>,
+    pub connections: Family<ListenerLabels, Counter>,
+    pub logins: Family<LoginLabels, Counter>,
+    pub provider_request_seconds: Latency,
+    pub provider_errors: Family<DirectoryLabels, Counter>,
+    pub upstream_connect_seconds: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
+    pub upstream_connect_errors: Family<UpstreamLabels, Counter>,
+    pub relayed_bytes: Family<BytesLabels, Counter>,
+    pub reloads: Family<ResultLabels, Counter>,
+    registry: Mutex<Registry>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let m = Metrics {
+            connections_open: Family::default(),
+            connections: Family::default(),
+            logins: Family::default(),
+            provider_request_seconds: Family::new_with_constructor(latency_histogram),
+            provider_errors: Family::default(),
+            upstream_connect_seconds: Family::new_with_constructor(latency_histogram),
+            upstream_connect_errors: Family::default(),
+            relayed_bytes: Family::default(),
+            reloads: Family::default(),
+            registry: Mutex::new(Registry::with_prefix("oauthbearer_proxy")),
+        };
+        {
+            let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
+            r.register(
+                "connections_open",
+                "Client connections open now, per listener",
+                m.connections_open.clone(),
+            );
+            r.register(
+                "connections",
+                "Client connections accepted, per listener",
+                m.connections.clone(),
+            );
+            r.register(
+                "logins",
+                "Login attempts by listener, mechanism and result",
+                m.logins.clone(),
+            );
+            r.register(
+                "provider_request_seconds",
+                "Time the identity provider took to answer a token validation",
+                m.provider_request_seconds.clone(),
+            );
+            r.register(
+                "provider_errors",
+                "Token validations the provider could not answer (unreachable, timeout, bad answer)",
+                m.provider_errors.clone(),
+            );
+            r.register(
+                "upstream_connect_seconds",
+                "Time to open a connection (TCP and TLS) to an upstream",
+                m.upstream_connect_seconds.clone(),
+            );
+            r.register(
+                "upstream_connect_errors",
+                "Failed connection attempts to an upstream",
+                m.upstream_connect_errors.clone(),
+            );
+            r.register(
+                "relayed_bytes",
+                "Bytes relayed after login, per listener and direction",
+                m.relayed_bytes.clone(),
+            );
+            r.register(
+                "reloads",
+                "Configuration reloads (SIGHUP) by result",
+                m.reloads.clone(),
+            );
+        }
+        m
+    }
+
+    /// Adds a collector whose metrics are read at each scrape.
+    pub fn register_collector(&self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register_collector(collector);
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+
+    pub fn login(&self, listener: &str, mechanism: &str, result: &str) {
+        self.logins
+            .get_or_create(&LoginLabels {
+                listener: listener.to_string(),
+                mechanism: mechanism.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn provider_request(&self, directory: &str, took: Duration, failed: bool) {
+        let labels = DirectoryLabels {
+            directory: directory.to_string(),
+        };
+        self.provider_request_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if failed {
+            self.provider_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    pub fn upstream_connect(&self, upstream: &str, took: Duration, failed: bool) {
+        let labels = UpstreamLabels {
+            upstream: upstream.to_string(),
+        };
+        if failed {
+            self.upstream_connect_errors.get_or_create(&labels).inc();
+        } else {
+            self.upstream_connect_seconds
+                .get_or_create(&labels)
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    pub fn relayed(&self, listener: &str, to_upstream: u64, to_client: u64) {
+        for (direction, n) in [("to-upstream", to_upstream), ("to-client", to_client)] {
+            self.relayed_bytes
+                .get_or_create(&BytesLabels {
+                    listener: listener.to_string(),
+                    direction: direction.to_string(),
+                })
+                .inc_by(n);
+        }
+    }
+}
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// Serves `/metrics` and `/healthz` on an already bound socket, forever.
+pub async fn serve(listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                tokio::spawn(async move {
+                    if tokio::time::timeout(REQUEST_TIMEOUT, answer(tcp))
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!(client = %peer, "metrics request timed out");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("metrics: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("`server.metrics.bind`: cannot bind {addr}: {e}"))
+}
+
+/// One request per connection: read the head (bounded), answer, close.
+async fn answer(mut tcp: TcpStream) {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+        if head.len() > MAX_REQUEST {
+            let _ = respond(&mut tcp, "431 Request Header Fields Too Large", "", "").await;
+            return;
+        }
+    }
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut words = line.split(|&b| b == b' ');
+    let (method, target) = (words.next(), words.next());
+    let path = target.map(|t| t.split(|&b| b == b'?').next().unwrap_or_default());
+    let _ = match (method, path) {
+        (Some(b"GET"), Some(b"/metrics")) => {
+            respond(
+                &mut tcp,
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                &global().render(),
+            )
+            .await
+        }
+        (Some(b"GET"), Some(b"/healthz")) => {
+            respond(&mut tcp, "200 OK", "text/plain", "ok\n").await
+        }
+        (Some(b"GET"), _) => respond(&mut tcp, "404 Not Found", "text/plain", "not found\n").await,
+        _ => {
+            respond(
+                &mut tcp,
+                "405 Method Not Allowed",
+                "text/plain",
+                "GET only\n",
+            )
+            .await
+        }
+    };
+}
+
+async fn respond(
+    tcp: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if !content_type.is_empty() {
+        out.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(body);
+    tcp.write_all(out.as_bytes()).await?;
+    tcp.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let m = Metrics::new();
+        m.login("imaps", "OAUTHBEARER", "ok");
+        m.relayed("imaps", 10, 20);
+        m.provider_request("test", Duration::from_millis(3), true);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "oauthbearer_proxy_logins_total{listener=\"imaps\",mechanism=\"OAUTHBEARER\",result=\"ok\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "oauthbearer_proxy_relayed_bytes_total{listener=\"imaps\",direction=\"to-client\"} 20"
+        ));
+        assert!(text.contains("oauthbearer_proxy_provider_errors_total{directory=\"test\"} 1"));
+        assert!(
+            text.contains("oauthbearer_proxy_provider_request_seconds_count{directory=\"test\"} 1")
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
