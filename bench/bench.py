@@ -61,7 +61,11 @@ class BenchDovecot(P.Dovecot):
     connection cap, IMAPS for the direct-TLS contender, and a big INBOX."""
 
     def __init__(self, workdir: Path, ports: dict, certs: dict, mailbox_bytes: int):
-        super().__init__(workdir, ports["imap"], ports["lmtp"], ports["auth"])
+        # peers.py's constructor takes the ports it listens on by name
+        # (imap_port, lmtp_port, auth_port, ...): pass whatever it asks for.
+        import inspect
+        names = list(inspect.signature(P.Dovecot.__init__).parameters)[2:]
+        super().__init__(workdir, *(ports[n.removesuffix("_port")] for n in names))
         self.imaps_port = ports["imaps"]
         self.certs = certs
         self.mailbox_bytes = mailbox_bytes
@@ -85,32 +89,33 @@ class BenchDovecot(P.Dovecot):
             "disable_plaintext_auth = no\n# ssl = required only refuses plaintext auth when "
             "disable_plaintext_auth = yes", re.M)
         sub(r"^mail_max_userip_connections = \d+$", "mail_max_userip_connections = 100000", re.M)
-        sub(r"^# Fast for tests.*?(?=^service lmtp \{)", f"""\
-# Benchmark: Dovecot must not be the bottleneck. Login and imap processes
-# serve up to 50 clients each and are reused (service_count = 0).
-default_client_limit = 20000
-service imap-login {{
-  inet_listener imap {{
-    address = {P.HOST}
-    port = {self.imap_port}
-  }}
-  inet_listener imaps {{
-    address = {P.HOST}
-    port = {self.imaps_port}
-    ssl = yes
-  }}
-  service_count = 0
-  client_limit = 50
-  process_min_avail = 2
-  process_limit = 400
-}}
-service imap {{
-  service_count = 0
-  client_limit = 50
-  process_limit = 400
-  process_min_avail = 2
-}}
-""", re.M | re.S)
+        # Dovecot must not be the bottleneck: login and imap processes serve
+        # up to 50 clients each and are reused (service_count = 0). The
+        # service blocks of peers.py are kept (their listeners included) with
+        # these settings instead of theirs, and IMAPS on a real port.
+        tuned = {"service_count": "0", "client_limit": "50", "process_limit": "400",
+                 "process_min_avail": "2"}
+
+        def tune(block: str, service: str) -> str:
+            body = "".join(line + "\n" for line in block.splitlines()[1:-1]
+                           if line.split("=")[0].strip() not in tuned)
+            if service == "imap-login":
+                body, n = re.subn(r"(  inet_listener imaps \{\n)    port = 0\n",
+                                  lambda m: f"{m.group(1)}    address = {P.HOST}\n"
+                                            f"    port = {self.imaps_port}\n    ssl = yes\n",
+                                  body)
+                if n != 1:
+                    raise P.PeerError("bench: no `inet_listener imaps` with port 0 in peers.py")
+            settings = "".join(f"  {k} = {v}\n" for k, v in tuned.items())
+            return f"service {service} {{\n{body}{settings}}}\n"
+
+        for service in ("imap-login", "imap"):
+            pattern = rf"^service {re.escape(service)} \{{\n.*?^\}}\n"
+            m = re.search(pattern, text, re.M | re.S)
+            if not m:
+                raise P.PeerError(f"bench: peers.py's dovecot.conf has no `service {service}`")
+            text = text[:m.start()] + tune(m.group(0), service) + text[m.end():]
+        text += "\n# Benchmark: enough for 10,000 sessions.\ndefault_client_limit = 20000\n"
         self.conf.write_text(text)
         self.write_mailbox()
 
@@ -268,8 +273,8 @@ class Bench:
 
     def start(self) -> None:
         w = self.workdir
-        names = ["imap", "imaps", "lmtp", "auth", "oidc", "oidc_admin", "proxy", "proxy_warm",
-                 "nginx", "auth_http"]
+        names = ["imap", "imaps", "lmtp", "auth", "haproxy", "oidc", "oidc_admin", "proxy",
+                 "proxy_warm", "nginx", "auth_http"]
         self.ports = dict(zip(names, P.free_ports(len(names))))
         self.certs = P.make_certs(w)
         mailbox = (8 if self.quick else 100) * 1024 * 1024
