@@ -250,6 +250,8 @@ def machine() -> dict:
         "kernel": platform.release(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        "commit": version(["git", "-C", str(REPO), "describe", "--always", "--dirty",
+                           "--exclude", "*"]),
         "nofile": __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)[0],
         "dovecot": version(["dovecot", "--version"]),
         "nginx": version(["nginx", "-v"]),
@@ -710,7 +712,7 @@ Machine: {info['machine']['nproc']} CPUs ({info['machine']['cpu']}), kernel {inf
 Node.js {info['machine']['node']}; open-file limit {info['machine']['nofile']}.
 Load average (1/5/15 min) at the start: {' / '.join(info['load_start'])}, at the end:
 {' / '.join(info['machine']['loadavg'])} (other work on the machine competes for the CPUs).
-Run: {info['date']}, {info['reps']} repetition(s) of {info['duration']} s per cell, contenders
+Build: commit {info['machine'].get('commit', '?')} (release). Run: {info['date']}, {info['reps']} repetition(s) of {info['duration']} s per cell, contenders
 interleaved, medians. Idle sessions per contender: {sessions}.
 
 ![benchmark chart](benchmarks.png)
