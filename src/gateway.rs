@@ -4,8 +4,9 @@
 //! their protocol's replies.
 
 use crate::config::{self, Limits};
-use crate::idp::{self, Rejection, Validator};
+use crate::idp::{self, Directories, Rejection};
 use crate::sasl::{self, challenge, Mechanism};
+use crate::secret::Secret;
 use crate::upstream::{self, ClientInfo, LoggedIn, Target};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
@@ -15,7 +16,8 @@ pub struct Service {
     pub listener: config::Listener,
     pub hostname: String,
     pub limits: Limits,
-    pub validator: Arc<Validator>,
+    /// The listener's directories, in order.
+    pub directories: Directories,
     pub upstream: Arc<Target>,
     pub tls: Option<TlsAcceptor>,
 }
@@ -35,6 +37,9 @@ pub enum Failure {
     Refused {
         status: challenge::Status,
         reason: String,
+        /// The directory that refused the token (its index in the
+        /// listener's list), whose scope and discovery URL the challenge names.
+        directory: Option<usize>,
     },
     /// The provider could not answer: a temporary failure.
     ProviderUnavailable(String),
@@ -93,11 +98,20 @@ pub struct Success {
 }
 
 impl Service {
-    /// The base64 error challenge for a refused bearer login.
-    pub fn challenge(&self, mech: Mechanism, status: challenge::Status) -> String {
-        let openid = self.validator.openid_configuration();
+    /// The base64 error challenge for a refused bearer login: the hints of
+    /// the directory that refused it, else of the listener's first one.
+    pub fn challenge(
+        &self,
+        mech: Mechanism,
+        status: challenge::Status,
+        directory: Option<usize>,
+    ) -> String {
+        let hinting = directory
+            .and_then(|i| self.directories.get(i))
+            .or(self.directories.primary());
+        let openid = hinting.and_then(|v| v.openid_configuration());
         let hints = challenge::Hints {
-            scope: self.validator.required_scope(),
+            scope: hinting.and_then(|v| v.required_scope()),
             openid_configuration: openid.as_deref(),
             xoauth2_status: &self.listener.xoauth2_error_status,
         };
@@ -132,28 +146,60 @@ impl Service {
         let creds = sasl::decode_bearer(mech, message).map_err(|e| Failure::Refused {
             status: challenge::Status::InvalidRequest,
             reason: format!("malformed {} message: {e}", mech.name()),
+            directory: None,
         })?;
-        let need = self.upstream.config.identity;
-        let identity = self
-            .validator
-            .validate(&creds.token, need)
+        self.token_login(client, creds.authzid.as_deref(), &creds.token, handoff)
             .await
-            .map_err(|e| match e {
-                idp::Error::Rejected(r) => Failure::Refused {
-                    status: match r {
-                        Rejection::InvalidToken(_) => challenge::Status::InvalidToken,
-                        Rejection::InsufficientScope(_) | Rejection::MissingClaim(_) => {
-                            challenge::Status::InsufficientScope
-                        }
-                    },
-                    reason: format!("directory {}: {r}", self.validator.name()),
+    }
+
+    /// Whether the password of a LOGIN / AUTH PLAIN / AUTH LOGIN is to be
+    /// validated as a bearer token (`password-tokens`): a JWT by its shape,
+    /// or any password when nothing else may check passwords.
+    pub fn password_is_token(&self, password: &[u8]) -> bool {
+        self.listener.password_tokens
+            && (!self.listener.password_passthrough
+                || std::str::from_utf8(password).is_ok_and(idp::jwt::looks_like_jwt))
+    }
+
+    /// A login whose password is a bearer token: validated like
+    /// OAUTHBEARER, and the given user name must name the token's identity.
+    pub async fn password_token_login(
+        &self,
+        client: ClientInfo,
+        username: &str,
+        token: &Secret,
+        handoff: Handoff<'_>,
+    ) -> Result<Success, Failure> {
+        self.token_login(client, Some(username), token, handoff)
+            .await
+    }
+
+    async fn token_login(
+        &self,
+        client: ClientInfo,
+        authzid: Option<&str>,
+        token: &Secret,
+        handoff: Handoff<'_>,
+    ) -> Result<Success, Failure> {
+        let need = self.upstream.config.identity;
+        let (index, validated) = self.directories.validate(token, need).await;
+        let directory = self.directories.name(index);
+        let identity = validated.map_err(|e| match e {
+            idp::Error::Rejected(r) => Failure::Refused {
+                status: match r {
+                    Rejection::InvalidToken(_) => challenge::Status::InvalidToken,
+                    Rejection::InsufficientScope(_) | Rejection::MissingClaim(_) => {
+                        challenge::Status::InsufficientScope
+                    }
                 },
-                idp::Error::Unavailable(why) => Failure::ProviderUnavailable(format!(
-                    "directory {}: {why}",
-                    self.validator.name()
-                )),
-            })?;
-        if let Some(authzid) = &creds.authzid {
+                reason: format!("directory {directory}: {r}"),
+                directory: Some(index),
+            },
+            idp::Error::Unavailable(why) => {
+                Failure::ProviderUnavailable(format!("directory {directory}: {why}"))
+            }
+        })?;
+        if let Some(authzid) = authzid {
             if !identity.matches(authzid) {
                 return Err(Failure::Refused {
                     status: challenge::Status::InvalidRequest,
@@ -165,6 +211,7 @@ impl Service {
                             .or(identity.username.as_deref())
                             .unwrap_or("?")
                     ),
+                    directory: Some(index),
                 });
             }
         }
@@ -173,6 +220,7 @@ impl Service {
             .ok_or_else(|| Failure::Refused {
                 status: challenge::Status::InsufficientScope,
                 reason: "no identity".into(),
+                directory: Some(index),
             })?
             .to_string();
         let logged_in = match handoff {

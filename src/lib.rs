@@ -4,7 +4,7 @@
 //! the existing Dovecot / Postfix as the resolved user and relays the session.
 //!
 //! # Layout
-//! - `main.rs`: command line (run, check).
+//! - `main.rs`: command line (run, check, verify-token).
 //! - [`config`]: the TOML file → a validated, typed [`config::Config`].
 //! - [`secret`]: `Secret`, a string that never prints itself.
 //! - [`server`]: listeners, accept loop, TLS handshakes, per-connection log line.
@@ -14,7 +14,8 @@
 //! - [`sasl`]: OAUTHBEARER / XOAUTH2 decoding and RFC 7628 error challenges (pure).
 //! - [`imap`], [`smtp`]: the protocol front-ends; they only speak their protocol.
 //! - [`gateway`]: the shared login path: token → identity → upstream login.
-//! - [`idp`]: token validation (OIDC UserInfo, RFC 7662 introspection).
+//! - [`idp`]: token validation (OIDC UserInfo, RFC 7662 introspection, local
+//!   JWT with JWKS and discovery), the token cache and its counters.
 //! - [`upstream`]: connecting and logging in to Dovecot / Postfix.
 //! - [`relay`]: copying the logged-in session both ways.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers in (from load

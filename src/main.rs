@@ -3,6 +3,8 @@ use oauthbearer_proxy::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod verify_token;
+
 const DEFAULT_CONFIG: &str = "/etc/oauthbearer-proxy/config.toml";
 
 /// IMAP/SMTP front proxy that logs mail clients in with OAuth bearer tokens.
@@ -20,6 +22,17 @@ struct Cli {
 enum Command {
     /// Validate the whole configuration (secrets, certificates, names) and exit.
     Check,
+    /// Validate one token exactly as a login would (without the cache) and
+    /// print the identity and the claims used as JSON, or the reason.
+    /// Exit status: 0 valid, 1 invalid, 2 provider unavailable (or a
+    /// configuration error).
+    VerifyToken {
+        /// The `[directory.NAME]` to validate with.
+        #[arg(long)]
+        directory: String,
+        /// The token; read from standard input when omitted.
+        token: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +59,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::VerifyToken { directory, token }) => {
+            verify_token::run(&config, &directory, token)
+        }
         None => run(config, cli.config),
     }
 }

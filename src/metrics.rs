@@ -4,8 +4,8 @@
 //!
 //! The counters live in one [`Metrics`] reached through [`global`], so the
 //! places that count (accept loop, login path, provider and upstream calls)
-//! need no extra plumbing. Token-cache figures (hits, misses, stale answers)
-//! belong to the provider layer: a future `idp` statistics type plugs in as
+//! need no extra plumbing. Token-cache figures (hits, misses, stale answers,
+//! JWKS fetches) belong to the provider layer: `idp::stats` plugs them in as
 //! a `prometheus_client::collector::Collector` through [`Metrics::register_collector`].
 
 use prometheus_client::encoding::EncodeLabelSet;

@@ -12,7 +12,7 @@
 use crate::client::Client;
 use crate::config::{Config, Protocol, TlsMode};
 use crate::gateway::{Outcome, Service};
-use crate::idp::Validator;
+use crate::idp::{Directories, Validator};
 use crate::stream::MaybeTls;
 use crate::upstream::Target;
 use std::collections::BTreeMap;
@@ -55,10 +55,11 @@ pub fn build(config: &Config) -> Result<Vec<Arc<Service>>, String> {
         .iter()
         .map(|l| {
             // Names were cross-checked when the configuration was loaded.
-            let validator = validators
-                .get(&l.directory)
-                .cloned()
-                .ok_or("unknown directory")?;
+            let directories = l
+                .directories
+                .iter()
+                .map(|d| validators.get(d).cloned().ok_or("unknown directory"))
+                .collect::<Result<Vec<_>, _>>()?;
             let upstream = targets
                 .get(&l.upstream)
                 .cloned()
@@ -67,7 +68,7 @@ pub fn build(config: &Config) -> Result<Vec<Arc<Service>>, String> {
                 listener: l.clone(),
                 hostname: config.server.hostname.clone(),
                 limits: config.server.limits.clone(),
-                validator,
+                directories: Directories::new(directories),
                 upstream,
                 tls: if l.tls == TlsMode::None {
                     None
@@ -203,6 +204,11 @@ impl Server {
                 b.close().await;
                 tracing::info!(address = %addr, "stopped listening");
             }
+        }
+        // JWKS fetched now and kept fresh (the old services' background
+        // work ends when they are dropped).
+        for svc in &services {
+            svc.directories.start();
         }
         for (addr, socket) in fresh {
             let svc = wanted[&addr].clone();

@@ -112,13 +112,24 @@ pub struct Listener {
     pub protocol: Protocol,
     pub binds: Vec<SocketAddr>,
     pub tls: TlsMode,
-    pub directory: String,
+    /// The directories that validate tokens, in order (at least one).
+    pub directories: Vec<String>,
     pub upstream: String,
     pub password_passthrough: bool,
+    /// A password that is a bearer token is validated like OAUTHBEARER.
+    pub password_tokens: bool,
     pub xoauth2_error_status: String,
     /// Inbound PROXY protocol: `Some(networks)` means every connection must
     /// start with a v1 or v2 header and come from one of these networks.
     pub proxy_protocol: Option<Vec<Network>>,
+}
+
+impl Listener {
+    /// Whether LOGIN / AUTH PLAIN / AUTH LOGIN are offered: passed through,
+    /// or carrying a bearer token as the password.
+    pub fn accepts_passwords(&self) -> bool {
+        self.password_passthrough || self.password_tokens
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -160,13 +171,72 @@ pub struct Directory {
     pub required_scope: Option<String>,
     pub issuer: Option<String>,
     pub tls_ca: Option<PathBuf>,
+    /// Required `aud` (JWT and introspection answers).
+    pub audience: Option<String>,
+    /// Tolerated clock skew on `exp` / `nbf`.
+    pub clock_skew: Duration,
+    pub cache: CacheSettings,
+}
+
+/// How a directory asks about a token. A missing URL comes from the
+/// issuer's discovery document (`issuer` is then required).
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    UserInfo {
+        url: Option<String>,
+    },
+    Introspect {
+        url: Option<String>,
+        auth: IntrospectAuth,
+    },
+    /// Local validation of JWT access tokens.
+    Jwt(JwtSettings),
 }
 
 #[derive(Debug, Clone)]
-pub enum Endpoint {
-    UserInfo { url: String },
-    Introspect { url: String, auth: IntrospectAuth },
+pub struct JwtSettings {
+    /// `jwks.url`; without it, the discovery document's `jwks_uri`.
+    pub jwks_url: Option<String>,
+    /// Accepted algorithms (never empty; HS* only with a secret).
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// The HS256/384/512 shared secret.
+    pub secret: Option<Secret>,
 }
+
+/// The token-result cache of one directory. `ttl` zero means every login
+/// asks the provider (entries then only serve `stale-if-error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub max_entries: u64,
+    pub stale_if_error: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::ZERO,
+            negative_ttl: Duration::ZERO,
+            max_entries: 100_000,
+            stale_if_error: Duration::ZERO,
+        }
+    }
+}
+
+impl CacheSettings {
+    pub fn enabled(&self) -> bool {
+        !(self.ttl.is_zero() && self.negative_ttl.is_zero() && self.stale_if_error.is_zero())
+    }
+}
+
+/// Every asymmetric algorithm: the default of `algorithms`.
+pub const ASYMMETRIC_ALGORITHMS: &[jsonwebtoken::Algorithm] = {
+    use jsonwebtoken::Algorithm::*;
+    &[
+        ES256, ES384, PS256, PS384, PS512, RS256, RS384, RS512, EdDSA,
+    ]
+};
 
 /// Client authentication towards an RFC 7662 introspection endpoint
 /// (Stalwart's `auth.method`).
@@ -179,6 +249,11 @@ pub enum IntrospectAuth {
     },
     Token {
         token: Secret,
+    },
+    /// RFC 6749 §2.3.1: `client_id` and `client_secret` in the form body.
+    ClientSecretPost {
+        client_id: String,
+        secret: Secret,
     },
     /// The token being introspected is itself the bearer credential.
     UserToken,
@@ -231,11 +306,13 @@ impl Config {
         }
         for l in &listeners {
             let key = |k: &str| format!("listener.{}.{k}", l.name);
-            if !directories.contains_key(&l.directory) {
-                return Err(ConfigError::new(
-                    key("directory"),
-                    format!("no [directory.{}] is configured", l.directory),
-                ));
+            for d in &l.directories {
+                if !directories.contains_key(d) {
+                    return Err(ConfigError::new(
+                        key("directory"),
+                        format!("no [directory.{d}] is configured"),
+                    ));
+                }
             }
             let Some(up) = upstreams.get(&l.upstream) else {
                 return Err(ConfigError::new(
@@ -391,6 +468,23 @@ fn listener(name: &str, raw: RawListener) -> Result<Listener> {
             "must be \"400\", \"401\" or \"403\"",
         ));
     }
+    let directories = raw.directory.into_vec();
+    if directories.is_empty() {
+        return Err(ConfigError::new(
+            key("directory"),
+            "needs at least one directory",
+        ));
+    }
+    if let Some(d) = directories
+        .iter()
+        .enumerate()
+        .find(|(i, d)| directories[..*i].contains(d))
+    {
+        return Err(ConfigError::new(
+            key("directory"),
+            format!("`{}` is listed twice", d.1),
+        ));
+    }
     let proxy_protocol = match (raw.proxy_protocol, raw.proxy_trusted_networks) {
         (false, None) => None,
         (false, Some(_)) => {
@@ -425,9 +519,10 @@ fn listener(name: &str, raw: RawListener) -> Result<Listener> {
         protocol,
         binds,
         tls,
-        directory: raw.directory,
+        directories,
         upstream: raw.upstream,
         password_passthrough: raw.password_passthrough,
+        password_tokens: raw.password_tokens,
         xoauth2_error_status,
         proxy_protocol,
     })
@@ -537,52 +632,62 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
         Some(v) => duration(&key("timeout"), &v)?,
         None => Duration::from_secs(15),
     };
-    let endpoint = raw
-        .endpoint
-        .ok_or_else(|| ConfigError::new(key("endpoint.url"), "is required"))?;
-    let url = endpoint
-        .url
-        .ok_or_else(|| ConfigError::new(key("endpoint.url"), "is required"))?;
-    check_url(&key("endpoint.url"), &url)?;
-    let auth = raw.auth;
-    let endpoint = match endpoint.method.as_deref() {
-        None | Some("userinfo") => Endpoint::UserInfo { url },
-        Some("introspect") | Some("introspection") => {
-            let auth_key = key("auth.method");
-            let auth = match auth {
-                None => IntrospectAuth::None,
-                Some(a) => match a.method.as_deref() {
-                    None | Some("none") => IntrospectAuth::None,
-                    Some("basic") => IntrospectAuth::Basic {
-                        username: a
-                            .username
-                            .ok_or_else(|| ConfigError::new(key("auth.username"), "is required for basic"))?,
-                        secret: resolve_secret(
-                            &key("auth.secret"),
-                            &a.secret.ok_or_else(|| ConfigError::new(key("auth.secret"), "is required for basic"))?,
-                        )?,
-                    },
-                    Some("token") => IntrospectAuth::Token {
-                        token: resolve_secret(
-                            &key("auth.token"),
-                            &a.token.ok_or_else(|| ConfigError::new(key("auth.token"), "is required for token"))?,
-                        )?,
-                    },
-                    Some("user-token") => IntrospectAuth::UserToken,
-                    Some(other) => {
-                        return Err(ConfigError::new(
-                            auth_key,
-                            format!("`{other}` is not one of \"none\", \"basic\", \"token\", \"user-token\""),
-                        ))
-                    }
-                },
-            };
-            Endpoint::Introspect { url, auth }
+    if let Some(issuer) = &raw.issuer {
+        check_url(&key("issuer"), issuer)?;
+    }
+    let (url, method) = match raw.endpoint {
+        Some(e) => (e.url, e.method),
+        None => (None, None),
+    };
+    if let Some(url) = &url {
+        check_url(&key("endpoint.url"), url)?;
+    }
+    let method = method.unwrap_or_else(|| "userinfo".to_string());
+    if url.is_none() && raw.issuer.is_none() && method != "jwt" {
+        return Err(ConfigError::new(
+            key("endpoint.url"),
+            "is required (or set `issuer` to find it by discovery)",
+        ));
+    }
+    if method != "jwt" {
+        for (k, set) in [
+            ("algorithms", raw.algorithms.is_some()),
+            ("secret", raw.secret.is_some()),
+            ("jwks.url", raw.jwks.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::new(
+                    key(k),
+                    "is only used with endpoint.method = \"jwt\"",
+                ));
+            }
         }
-        Some(other) => {
+    }
+    let endpoint = match method.as_str() {
+        "userinfo" => Endpoint::UserInfo { url },
+        "introspect" | "introspection" => Endpoint::Introspect {
+            url,
+            auth: introspect_auth(name, raw.auth)?,
+        },
+        "jwt" => {
+            if url.is_some() {
+                return Err(ConfigError::new(
+                    key("endpoint.url"),
+                    "is not used with \"jwt\" (keys come from `jwks.url` or the issuer's discovery)",
+                ));
+            }
+            Endpoint::Jwt(jwt_settings(
+                name,
+                raw.jwks,
+                raw.algorithms,
+                raw.secret,
+                raw.issuer.is_some(),
+            )?)
+        }
+        other => {
             return Err(ConfigError::new(
                 key("endpoint.method"),
-                format!("`{other}` is not one of \"userinfo\", \"introspect\""),
+                format!("`{other}` is not one of \"userinfo\", \"introspect\", \"jwt\""),
             ))
         }
     };
@@ -594,8 +699,12 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
             .or_else(|| Some("preferred_username".into())),
         full_name: raw.fields.full_name,
     };
-    if let Some(issuer) = &raw.issuer {
-        check_url(&key("issuer"), issuer)?;
+    let clock_skew = match raw.clock_skew {
+        Some(v) => duration(&key("clock-skew"), &v)?,
+        None => Duration::from_secs(60),
+    };
+    if clock_skew > Duration::from_secs(600) {
+        return Err(ConfigError::new(key("clock-skew"), "must be at most 10m"));
     }
     Ok(Directory {
         name: name.to_string(),
@@ -605,7 +714,159 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
         required_scope: raw.required_scope,
         issuer: raw.issuer,
         tls_ca: raw.tls_ca.map(PathBuf::from),
+        audience: raw.audience.filter(|a| !a.is_empty()),
+        clock_skew,
+        cache: cache_settings(name, raw.cache.unwrap_or_default())?,
     })
+}
+
+fn introspect_auth(name: &str, auth: Option<raw::RawAuth>) -> Result<IntrospectAuth> {
+    let key = |k: &str| format!("directory.{name}.{k}");
+    let Some(a) = auth else {
+        return Ok(IntrospectAuth::None);
+    };
+    let required = |value: Option<String>, k: &str, method: &str| {
+        value.ok_or_else(|| ConfigError::new(key(k), format!("is required for {method}")))
+    };
+    Ok(match a.method.as_deref() {
+        None | Some("none") => IntrospectAuth::None,
+        Some("basic") => IntrospectAuth::Basic {
+            username: required(a.username, "auth.username", "basic")?,
+            secret: resolve_secret(
+                &key("auth.secret"),
+                &required(a.secret, "auth.secret", "basic")?,
+            )?,
+        },
+        Some("client-secret-post") => IntrospectAuth::ClientSecretPost {
+            client_id: required(a.username, "auth.username", "client-secret-post")?,
+            secret: resolve_secret(
+                &key("auth.secret"),
+                &required(a.secret, "auth.secret", "client-secret-post")?,
+            )?,
+        },
+        Some("token") => IntrospectAuth::Token {
+            token: resolve_secret(
+                &key("auth.token"),
+                &required(a.token, "auth.token", "token")?,
+            )?,
+        },
+        Some("user-token") => IntrospectAuth::UserToken,
+        Some(other) => {
+            return Err(ConfigError::new(
+                key("auth.method"),
+                format!(
+                    "`{other}` is not one of \"none\", \"basic\", \"client-secret-post\", \"token\", \"user-token\""
+                ),
+            ))
+        }
+    })
+}
+
+fn jwt_settings(
+    name: &str,
+    jwks: Option<raw::RawJwks>,
+    algorithms: Option<Vec<String>>,
+    secret: Option<String>,
+    has_issuer: bool,
+) -> Result<JwtSettings> {
+    use jsonwebtoken::{Algorithm, AlgorithmFamily};
+    let key = |k: &str| format!("directory.{name}.{k}");
+    let secret = match secret {
+        Some(s) => {
+            let s = resolve_secret(&key("secret"), &s)?;
+            if s.expose().len() < 32 {
+                return Err(ConfigError::new(
+                    key("secret"),
+                    "must be at least 32 bytes (RFC 7518 §3.2)",
+                ));
+            }
+            Some(s)
+        }
+        None => None,
+    };
+    let algorithms = match algorithms {
+        Some(list) => {
+            let mut algs = Vec::new();
+            for a in &list {
+                let alg: Algorithm = a.parse().map_err(|_| {
+                    ConfigError::new(
+                        key("algorithms"),
+                        format!(
+                            "`{a}` is not one of ES256, ES384, PS256, PS384, PS512, RS256, RS384, RS512, HS256, HS384, HS512, EdDSA"
+                        ),
+                    )
+                })?;
+                if !algs.contains(&alg) {
+                    algs.push(alg);
+                }
+            }
+            if algs.is_empty() {
+                return Err(ConfigError::new(key("algorithms"), "must not be empty"));
+            }
+            algs
+        }
+        None => {
+            let mut algs = ASYMMETRIC_ALGORITHMS.to_vec();
+            if secret.is_some() {
+                algs.extend([Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]);
+            }
+            algs
+        }
+    };
+    let symmetric = algorithms
+        .iter()
+        .any(|a| a.family() == AlgorithmFamily::Hmac);
+    let asymmetric = algorithms
+        .iter()
+        .any(|a| a.family() != AlgorithmFamily::Hmac);
+    if symmetric && secret.is_none() {
+        return Err(ConfigError::new(
+            key("secret"),
+            "is required for HS256/HS384/HS512",
+        ));
+    }
+    if secret.is_some() && !symmetric {
+        return Err(ConfigError::new(
+            key("secret"),
+            "is set, but `algorithms` lists no HS256/HS384/HS512",
+        ));
+    }
+    let jwks_url = jwks.and_then(|j| j.url);
+    if let Some(url) = &jwks_url {
+        check_url(&key("jwks.url"), url)?;
+    }
+    if asymmetric && jwks_url.is_none() && !has_issuer {
+        return Err(ConfigError::new(
+            key("jwks.url"),
+            "is required (or set `issuer` to find it by discovery)",
+        ));
+    }
+    Ok(JwtSettings {
+        jwks_url,
+        algorithms,
+        secret,
+    })
+}
+
+fn cache_settings(name: &str, raw: raw::RawCache) -> Result<CacheSettings> {
+    let key = |k: &str| format!("directory.{name}.cache.{k}");
+    let mut c = CacheSettings::default();
+    if let Some(v) = raw.ttl {
+        c.ttl = duration(&key("ttl"), &v)?;
+    }
+    if let Some(v) = raw.negative_ttl {
+        c.negative_ttl = duration(&key("negative-ttl"), &v)?;
+    }
+    if let Some(v) = raw.stale_if_error {
+        c.stale_if_error = duration(&key("stale-if-error"), &v)?;
+    }
+    if let Some(n) = raw.max_entries {
+        if n == 0 {
+            return Err(ConfigError::new(key("max-entries"), "must be at least 1"));
+        }
+        c.max_entries = n;
+    }
+    Ok(c)
 }
 
 fn check_url(key: &str, url: &str) -> Result<()> {

@@ -76,10 +76,15 @@ pub struct RawListener {
     pub protocol: String,
     pub bind: OneOrMany,
     pub tls: Option<String>,
-    pub directory: String,
+    /// One directory, or a list: a JWT goes to the one whose `issuer`
+    /// matches, an opaque token tries them in order.
+    pub directory: OneOrMany,
     pub upstream: String,
     #[serde(default)]
     pub password_passthrough: bool,
+    /// LOGIN / AUTH PLAIN / AUTH LOGIN with a bearer token as the password.
+    #[serde(default)]
+    pub password_tokens: bool,
     /// The `status` sent in XOAUTH2 error challenges (Google's form). Some
     /// clients (K-9) fetch a new token only on "400".
     pub xoauth2_error_status: Option<String>,
@@ -124,9 +129,35 @@ pub struct RawDirectory {
     #[serde(default)]
     pub fields: RawFields,
     pub required_scope: Option<String>,
-    /// The provider's issuer; its discovery document is named in RFC 7628 error replies.
+    /// The provider's issuer: discovery (`<issuer>/.well-known/openid-configuration`)
+    /// gives the endpoints and JWKS; it is named in RFC 7628 error replies.
     pub issuer: Option<String>,
     pub tls_ca: Option<String>,
+    /// Required `aud` of JWT access tokens (and of introspection answers).
+    pub audience: Option<String>,
+    /// JWT signature algorithms accepted.
+    pub algorithms: Option<Vec<String>>,
+    /// Shared secret for HS256/384/512.
+    pub secret: Option<String>,
+    /// Tolerated clock skew on `exp` / `nbf`.
+    pub clock_skew: Option<String>,
+    pub jwks: Option<RawJwks>,
+    pub cache: Option<RawCache>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwks {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCache {
+    pub ttl: Option<String>,
+    pub negative_ttl: Option<String>,
+    pub max_entries: Option<u64>,
+    pub stale_if_error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

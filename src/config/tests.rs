@@ -51,7 +51,7 @@ fields.full-name = "name"
     .unwrap();
     let d = &c.directories["idp"];
     assert!(
-        matches!(&d.endpoint, Endpoint::UserInfo { url } if url == "https://accounts.example.org/userinfo")
+        matches!(&d.endpoint, Endpoint::UserInfo { url } if url.as_deref() == Some("https://accounts.example.org/userinfo"))
     );
     assert_eq!(d.timeout, Duration::from_secs(15));
     assert_eq!(d.fields.full_name.as_deref(), Some("name"));
@@ -217,6 +217,148 @@ fn invalid_configurations_name_the_key() {
     for (text, key) in cases {
         match Config::parse(&text) {
             Ok(_) => panic!("accepted a config that should fail at {key}"),
+            Err(e) => assert!(e.to_string().contains(key), "error for {key} was: {e}"),
+        }
+    }
+}
+
+/// The issue's JWT directory block, with `%{env:}%` for the secret.
+#[test]
+fn jwt_directory_block() {
+    std::env::set_var("OBP_TEST_HS_KEY", "0123456789abcdef0123456789abcdef");
+    let c = with_directory(
+        r#"
+[directory.idp]
+type = "oidc"
+endpoint.method = "jwt"
+issuer = "https://idp.example.com/realms/mail"
+audience = "mail"
+required-scope = "email"
+algorithms = ["RS256", "ES256", "HS256"]
+secret = "%{env:OBP_TEST_HS_KEY}%"
+clock-skew = "30s"
+fields.email = "email"
+fields.username = "preferred_username"
+cache.ttl = "5m"
+cache.negative-ttl = "30s"
+cache.max-entries = 100000
+cache.stale-if-error = "1h"
+"#,
+    )
+    .unwrap();
+    let d = &c.directories["idp"];
+    let Endpoint::Jwt(j) = &d.endpoint else {
+        panic!("{:?}", d.endpoint)
+    };
+    use jsonwebtoken::Algorithm::*;
+    assert_eq!(j.algorithms, vec![RS256, ES256, HS256]);
+    assert_eq!(j.jwks_url, None);
+    assert_eq!(
+        j.secret.as_ref().map(|s| s.expose()),
+        Some("0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(d.audience.as_deref(), Some("mail"));
+    assert_eq!(d.clock_skew, Duration::from_secs(30));
+    assert_eq!(
+        d.cache,
+        CacheSettings {
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(30),
+            max_entries: 100_000,
+            stale_if_error: Duration::from_secs(3600),
+        }
+    );
+}
+
+#[test]
+fn jwt_defaults_and_discovery_endpoints() {
+    let c = with_directory(
+        "[directory.idp]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\njwks.url = \"https://idp/jwks\"\n",
+    )
+    .unwrap();
+    let d = &c.directories["idp"];
+    let Endpoint::Jwt(j) = &d.endpoint else {
+        panic!()
+    };
+    assert_eq!(
+        j.algorithms,
+        ASYMMETRIC_ALGORITHMS.to_vec(),
+        "no HS without a secret"
+    );
+    assert_eq!(d.clock_skew, Duration::from_secs(60));
+    assert!(!d.cache.enabled(), "no cache unless configured");
+    // userinfo / introspection endpoints from the issuer's discovery.
+    let c = with_directory(
+        "[directory.idp]\ntype = \"oidc\"\nissuer = \"https://idp\"\nendpoint.method = \"introspect\"\nauth.method = \"client-secret-post\"\nauth.username = \"mail-proxy\"\nauth.secret = \"s\"\n",
+    )
+    .unwrap();
+    let d = &c.directories["idp"];
+    assert!(matches!(
+        &d.endpoint,
+        Endpoint::Introspect { url: None, auth: IntrospectAuth::ClientSecretPost { client_id, secret } }
+            if client_id == "mail-proxy" && secret.expose() == "s"
+    ));
+}
+
+#[test]
+fn several_directories_and_password_tokens_on_a_listener() {
+    let text = format!(
+        "{}[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n[directory.other]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\nissuer = \"https://other\"\n",
+        BASE.replace("directory = \"idp\"", "directory = [\"idp\", \"other\"]\npassword-tokens = true")
+    );
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(c.listeners[0].directories, vec!["idp", "other"]);
+    assert!(c.listeners[0].password_tokens && c.listeners[0].accepts_passwords());
+}
+
+#[test]
+fn invalid_jwt_and_cache_keys_name_the_key() {
+    let jwt =
+        "[directory.idp]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\nissuer = \"https://idp\"\n";
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{BASE}{jwt}algorithms = [\"none\"]\n"), "directory.idp.algorithms"),
+        (format!("{BASE}{jwt}algorithms = []\n"), "directory.idp.algorithms"),
+        (format!("{BASE}{jwt}algorithms = [\"HS256\"]\n"), "directory.idp.secret"),
+        (format!("{BASE}{jwt}secret = \"short\"\n"), "directory.idp.secret"),
+        (
+            format!("{BASE}{jwt}algorithms = [\"RS256\"]\nsecret = \"0123456789abcdef0123456789abcdef\"\n"),
+            "directory.idp.secret",
+        ),
+        (
+            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\n"),
+            "directory.idp.jwks.url",
+        ),
+        (
+            format!("{BASE}{jwt}endpoint.url = \"https://idp/userinfo\"\n"),
+            "directory.idp.endpoint.url",
+        ),
+        (
+            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nendpoint.method = \"userinfo\"\n"),
+            "directory.idp.endpoint.url",
+        ),
+        (
+            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/u\"\nalgorithms = [\"RS256\"]\n"),
+            "directory.idp.algorithms",
+        ),
+        (format!("{BASE}{jwt}cache.ttl = \"soon\"\n"), "directory.idp.cache.ttl"),
+        (format!("{BASE}{jwt}cache.max-entries = 0\n"), "directory.idp.cache.max-entries"),
+        (format!("{BASE}{jwt}clock-skew = \"1h\"\n"), "directory.idp.clock-skew"),
+        (
+            format!("{BASE}{jwt}").replace("directory = \"idp\"", "directory = [\"idp\", \"idp\"]"),
+            "listener.imaps.directory",
+        ),
+        (
+            format!("{BASE}{jwt}").replace("directory = \"idp\"", "directory = [\"idp\", \"nope\"]"),
+            "listener.imaps.directory",
+        ),
+        (
+            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/i\"\nendpoint.method = \"introspect\"\nauth.method = \"client-secret-post\"\n"),
+            "directory.idp.auth.username",
+        ),
+    ];
+    for (text, key) in cases {
+        match Config::parse(&text) {
+            Ok(_) => panic!("accepted a config that should fail at {key}:\n{text}"),
             Err(e) => assert!(e.to_string().contains(key), "error for {key} was: {e}"),
         }
     }

@@ -8,7 +8,7 @@ use super::{Error, Rejection};
 use crate::config::{Fields, IdentityField};
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Identity {
     pub username: Option<String>,
     pub email: Option<String>,
@@ -33,11 +33,33 @@ impl Identity {
     }
 }
 
+/// Maps the claims and requires the `need` field.
 pub fn map(
     claims: &Map<String, Value>,
     fields: &Fields,
     need: IdentityField,
 ) -> Result<Identity, Error> {
+    let identity = identity(claims, fields)?;
+    require(&identity, fields, need)?;
+    Ok(identity)
+}
+
+/// Requires the field the upstream logs in with.
+pub fn require(identity: &Identity, fields: &Fields, need: IdentityField) -> Result<(), Error> {
+    if identity.get(need).is_none() {
+        let claim = match need {
+            IdentityField::Username => fields.username.clone(),
+            IdentityField::Email => fields.email.clone(),
+        };
+        return Err(Error::Rejected(Rejection::MissingClaim(
+            claim.unwrap_or_else(|| format!("{need:?}")),
+        )));
+    }
+    Ok(())
+}
+
+/// Maps the claims through `fields.*`; a hostile value is refused.
+pub fn identity(claims: &Map<String, Value>, fields: &Fields) -> Result<Identity, Error> {
     let get = |claim: &Option<String>| -> Result<Option<String>, Error> {
         let Some(name) = claim else { return Ok(None) };
         match claims.get(name) {
@@ -56,15 +78,6 @@ pub fn map(
             .and_then(Value::as_str)
             .map(str::to_string),
     };
-    if identity.get(need).is_none() {
-        let claim = match need {
-            IdentityField::Username => fields.username.clone(),
-            IdentityField::Email => fields.email.clone(),
-        };
-        return Err(Error::Rejected(Rejection::MissingClaim(
-            claim.unwrap_or_else(|| format!("{need:?}")),
-        )));
-    }
     Ok(identity)
 }
 

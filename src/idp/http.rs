@@ -64,3 +64,56 @@ pub async fn json_object(
         )),
     }
 }
+
+/// GETs a JSON document (discovery, JWKS), counting the request. Returns
+/// the object and the response's `Cache-Control: max-age`, if any.
+pub async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    stats: &super::Stats,
+) -> Result<(serde_json::Map<String, serde_json::Value>, Option<u64>), Error> {
+    let started = std::time::Instant::now();
+    let result = async {
+        let response = send(client.get(url).header("accept", "application/json")).await?;
+        let status = response.status();
+        if status.as_u16() != 200 {
+            return Err(Error::Unavailable(format!("{url} answered {status}")));
+        }
+        let max_age = response
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age);
+        Ok((json_object(response).await?, max_age))
+    }
+    .await;
+    stats.provider_request(started.elapsed(), result.is_err());
+    result
+}
+
+/// `max-age` from a Cache-Control header value (`no-store`/`no-cache` mean 0).
+pub fn max_age(value: &str) -> Option<u64> {
+    let mut age = None;
+    for directive in value.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(0);
+        }
+        if let Some(v) = lower.strip_prefix("max-age=") {
+            age = v.trim_matches('"').parse().ok();
+        }
+    }
+    age
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cache_control() {
+        assert_eq!(super::max_age("public, max-age=300"), Some(300));
+        assert_eq!(super::max_age("max-age=\"60\""), Some(60));
+        assert_eq!(super::max_age("no-store"), Some(0));
+        assert_eq!(super::max_age("public"), None);
+        assert_eq!(super::max_age("max-age=lots"), None);
+    }
+}

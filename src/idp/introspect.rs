@@ -1,34 +1,44 @@
 //! RFC 7662 token introspection: POST `token=…&token_type_hint=access_token`
 //! with the configured client authentication (Stalwart's `auth.method`).
-//! `active` must be true; an `exp` in the past or `nbf` in the future is a
-//! refused token. The provider refusing *our* credentials (401) is a
+//! `active` must be true; an `exp` in the past or `nbf` in the future (beyond
+//! the directory's clock skew), another `iss` or `aud` than configured, or a
+//! missing required scope is a refused token. The provider refusing *our* credentials (401) is a
 //! configuration problem, hence a temporary failure, not a bad token.
 
 use super::{http, Error, Rejection};
 use crate::config::IntrospectAuth;
 use crate::secret::Secret;
 use serde_json::{Map, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Clock skew tolerated on `exp` / `nbf`.
-const LEEWAY_SECS: i64 = 60;
+/// What an introspection answer is checked against.
+pub struct Expect<'a> {
+    pub required_scope: Option<&'a str>,
+    pub audience: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+    pub leeway_secs: i64,
+}
 
+/// Posts the token; the answer's claims, unchecked (see [`check`]).
 pub async fn fetch(
     client: &reqwest::Client,
     url: &str,
     auth: &IntrospectAuth,
     token: &Secret,
-    required_scope: Option<&str>,
 ) -> Result<Map<String, Value>, Error> {
-    let form = [
+    let mut form = vec![
         ("token", token.expose()),
         ("token_type_hint", "access_token"),
     ];
+    if let IntrospectAuth::ClientSecretPost { client_id, secret } = auth {
+        form.push(("client_id", client_id));
+        form.push(("client_secret", secret.expose()));
+    }
     let request = client
         .post(url)
         .form(&form)
         .header("accept", "application/json");
     let request = match auth {
+        IntrospectAuth::ClientSecretPost { .. } => request,
         IntrospectAuth::None => request,
         IntrospectAuth::Basic { username, secret } => {
             request.basic_auth(username, Some(secret.expose()))
@@ -43,41 +53,45 @@ pub async fn fetch(
             "introspection answered {status} (check the directory's auth.* settings)"
         )));
     }
-    let claims = http::json_object(response).await?;
-    check(&claims, now(), required_scope)?;
-    Ok(claims)
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    http::json_object(response).await
 }
 
 /// The RFC 7662 checks on an introspection answer.
-pub fn check(
-    claims: &Map<String, Value>,
-    now: i64,
-    required_scope: Option<&str>,
-) -> Result<(), Error> {
+pub fn check(claims: &Map<String, Value>, now: i64, expect: &Expect<'_>) -> Result<(), Error> {
+    let leeway = expect.leeway_secs;
     let reject = |why: &str| Err(Error::Rejected(Rejection::InvalidToken(why.to_string())));
     if claims.get("active").and_then(Value::as_bool) != Some(true) {
         return reject("introspection says the token is not active");
     }
     if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
-        if exp + LEEWAY_SECS < now {
+        if exp + leeway < now {
             return reject("token expired");
         }
     }
     if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64) {
-        if nbf - LEEWAY_SECS > now {
+        if nbf - leeway > now {
             return reject("token not yet valid");
         }
     }
-    if let Some(scope) = required_scope {
-        let granted = claims.get("scope").and_then(Value::as_str).unwrap_or("");
-        if !granted.split(' ').any(|s| s == scope) {
+    if let Some(iss) = expect.issuer {
+        if let Some(got) = claims.get("iss").and_then(Value::as_str) {
+            if got.trim_end_matches('/') != iss.trim_end_matches('/') {
+                return reject("wrong issuer (iss)");
+            }
+        }
+    }
+    if let Some(aud) = expect.audience {
+        let ok = match claims.get("aud") {
+            Some(Value::String(a)) => a == aud,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(aud)),
+            _ => false,
+        };
+        if !ok {
+            return reject("wrong audience (aud)");
+        }
+    }
+    if let Some(scope) = expect.required_scope {
+        if !super::jwt::has_scope(claims, scope) {
             return Err(Error::Rejected(Rejection::InsufficientScope(
                 scope.to_string(),
             )));
@@ -93,6 +107,40 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    fn check(c: &Map<String, Value>, now: i64, scope: Option<&str>) -> Result<(), Error> {
+        super::check(
+            c,
+            now,
+            &Expect {
+                required_scope: scope,
+                audience: None,
+                issuer: None,
+                leeway_secs: 60,
+            },
+        )
+    }
+
+    #[test]
+    fn issuer_and_audience() {
+        let e = Expect {
+            required_scope: None,
+            audience: Some("urn:mail"),
+            issuer: Some("https://idp/"),
+            leeway_secs: 60,
+        };
+        let c = obj(json!({"active": true, "iss": "https://idp", "aud": ["x", "urn:mail"]}));
+        assert!(super::check(&c, 0, &e).is_ok());
+        let c = obj(json!({"active": true, "iss": "https://evil", "aud": "urn:mail"}));
+        assert!(super::check(&c, 0, &e).is_err());
+        let c = obj(json!({"active": true, "aud": "other"}));
+        assert!(super::check(&c, 0, &e).is_err());
+        let c = obj(json!({"active": true}));
+        assert!(
+            super::check(&c, 0, &e).is_err(),
+            "aud required when configured"
+        );
     }
 
     #[test]

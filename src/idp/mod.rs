@@ -5,20 +5,36 @@
 //! belong to? The answer is an [`Identity`] or an [`Error`] that says whether
 //! the token was refused (the client's problem) or the provider could not
 //! answer (a temporary failure, never reported as a bad token).
+//! [`Directories`] is a listener's ordered list of validators.
 //!
 //! - [`userinfo`]: OIDC UserInfo (GET with `Authorization: Bearer`).
 //! - [`introspect`]: RFC 7662 token introspection.
+//! - [`jwt`], [`jwks`]: local validation of JWT access tokens.
+//! - [`discovery`]: endpoints and keys from the issuer's discovery document.
+//! - [`cache`]: the bounded token-result cache; [`stats`]: its counters.
 //! - [`claims`]: mapping claims to an identity through `fields.*`.
 
+pub mod cache;
 pub mod claims;
+pub mod discovery;
 mod http;
 pub mod introspect;
+pub mod jwks;
+pub mod jwt;
+#[cfg(test)]
+mod jwt_tests;
+pub mod stats;
 pub mod userinfo;
 
-use crate::config::{Directory, Endpoint, IdentityField};
+use crate::config::{Directory, Endpoint, IdentityField, IntrospectAuth};
 use crate::secret::Secret;
+use discovery::Discovery;
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 pub use claims::Identity;
+pub use stats::{Snapshot, Stats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,7 +47,17 @@ pub enum Error {
     Unavailable(String),
 }
 
-#[derive(Debug, thiserror::Error)]
+impl Error {
+    /// The message without the "token refused" / "provider unavailable" prefix.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Rejected(r) => r.to_string(),
+            Error::Unavailable(why) => why.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Rejection {
     #[error("{0}")]
     InvalidToken(String),
@@ -41,19 +67,120 @@ pub enum Rejection {
     MissingClaim(String),
 }
 
+enum Method {
+    UserInfo {
+        url: Option<String>,
+    },
+    Introspect {
+        url: Option<String>,
+        auth: IntrospectAuth,
+    },
+    Jwt(jwt::JwtValidator),
+}
+
 pub struct Validator {
     directory: Directory,
     http: reqwest::Client,
+    method: Method,
+    discovery: Option<Arc<Discovery>>,
+    cache: Option<cache::Cache>,
+    stats: Arc<Stats>,
+    started: AtomicBool,
+}
+
+/// A validation's full answer, for `verify-token`.
+#[derive(Debug)]
+pub struct Inspection {
+    pub identity: Arc<Identity>,
+    pub claims: Map<String, Value>,
 }
 
 impl Validator {
     pub fn new(directory: Directory) -> Result<Self, String> {
         let http = http::client(&directory)?;
-        Ok(Self { directory, http })
+        let stats = Arc::new(Stats::for_directory(&directory.name));
+        stats::publish(&stats);
+        let discovery = directory
+            .issuer
+            .as_deref()
+            .map(|i| Arc::new(Discovery::new(i)));
+        let method = match &directory.endpoint {
+            Endpoint::UserInfo { url } => Method::UserInfo { url: url.clone() },
+            Endpoint::Introspect { url, auth } => Method::Introspect {
+                url: url.clone(),
+                auth: auth.clone(),
+            },
+            Endpoint::Jwt(settings) => {
+                let source = match (&settings.jwks_url, &discovery) {
+                    (Some(url), _) => Some(jwks::Source::Url(url.clone())),
+                    (None, Some(d)) => Some(jwks::Source::Discovery(d.clone())),
+                    (None, None) => None,
+                };
+                let jwks = source.map(|s| {
+                    Arc::new(jwks::Jwks::new(
+                        s,
+                        http.clone(),
+                        stats.clone(),
+                        &directory.name,
+                    ))
+                });
+                let expect = jwt::Expect {
+                    issuer: directory.issuer.as_deref(),
+                    audience: directory.audience.as_deref(),
+                    leeway_secs: directory.clock_skew.as_secs(),
+                    required_scope: directory.required_scope.as_deref(),
+                };
+                Method::Jwt(jwt::JwtValidator::new(settings, &expect, jwks))
+            }
+        };
+        let cache = directory
+            .cache
+            .enabled()
+            .then(|| cache::Cache::new(directory.cache.clone()));
+        Ok(Self {
+            directory,
+            http,
+            method,
+            discovery,
+            cache,
+            stats,
+            started: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts background work (the JWKS fetch and refresh). Idempotent;
+    /// needs a Tokio runtime.
+    pub fn start(&self) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Method::Jwt(j) = &self.method {
+            if let Some(jwks) = j.jwks() {
+                jwks.spawn_refresher();
+            }
+        }
     }
 
     pub fn name(&self) -> &str {
         &self.directory.name
+    }
+
+    pub fn issuer(&self) -> Option<&str> {
+        self.directory.issuer.as_deref()
+    }
+
+    pub fn is_jwt(&self) -> bool {
+        matches!(self.method, Method::Jwt(_))
+    }
+
+    /// This directory's counters (for metrics).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// How many token results the cache holds now (approximate; 0 without a cache).
+    pub fn cache_entries(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.entry_count())
     }
 
     /// The scope a token needs, for error challenges.
@@ -63,44 +190,281 @@ impl Validator {
 
     /// The provider's discovery URL, for RFC 7628 error challenges.
     pub fn openid_configuration(&self) -> Option<String> {
-        self.directory.issuer.as_ref().map(|i| {
-            format!(
-                "{}/.well-known/openid-configuration",
-                i.trim_end_matches('/')
-            )
-        })
+        self.discovery.as_ref().map(|d| d.url().to_string())
     }
 
     /// Validates `token` and returns the identity it belongs to. `need` is
     /// the field the upstream logs in with: it must be present.
-    pub async fn validate(&self, token: &Secret, need: IdentityField) -> Result<Identity, Error> {
-        let started = tokio::time::Instant::now();
-        let claims = self.fetch(token).await;
-        crate::metrics::global().provider_request(
-            &self.directory.name,
-            started.elapsed(),
-            matches!(claims, Err(Error::Unavailable(_))),
-        );
-        claims::map(&claims?, &self.directory.fields, need)
-    }
-
-    /// Asks the provider about `token` (one request).
-    async fn fetch(
+    pub async fn validate(
         &self,
         token: &Secret,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-        Ok(match &self.directory.endpoint {
-            Endpoint::UserInfo { url } => userinfo::fetch(&self.http, url, token).await?,
-            Endpoint::Introspect { url, auth } => {
-                introspect::fetch(
-                    &self.http,
-                    url,
-                    auth,
-                    token,
-                    self.directory.required_scope.as_deref(),
-                )
-                .await?
+        need: IdentityField,
+    ) -> Result<Arc<Identity>, Error> {
+        let identity = match &self.cache {
+            Some(cache) => {
+                cache
+                    .get_or_validate(
+                        cache::key(token.expose()),
+                        &self.stats,
+                        &self.directory.name,
+                        || async {
+                            let (identity, claims) = self.check(token).await?;
+                            Ok(cache::Valid {
+                                identity,
+                                exp: claims.get("exp").and_then(Value::as_i64),
+                            })
+                        },
+                    )
+                    .await?
             }
+            None => {
+                self.stats.miss();
+                self.check(token).await?.0
+            }
+        };
+        claims::require(&identity, &self.directory.fields, need)?;
+        Ok(identity)
+    }
+
+    /// Validates without the cache and returns the claims too.
+    pub async fn inspect(&self, token: &Secret, need: IdentityField) -> Result<Inspection, Error> {
+        let (identity, claims) = self.check(token).await?;
+        claims::require(&identity, &self.directory.fields, need)?;
+        Ok(Inspection { identity, claims })
+    }
+
+    async fn check(&self, token: &Secret) -> Result<(Arc<Identity>, Map<String, Value>), Error> {
+        let claims = match &self.method {
+            Method::Jwt(j) => j.verify(token.expose()).await?,
+            Method::UserInfo { url } => {
+                let url = self
+                    .endpoint(url.as_deref(), |d| &d.userinfo_endpoint)
+                    .await?;
+                self.timed(userinfo::fetch(&self.http, &url, token)).await?
+            }
+            Method::Introspect { url, auth } => {
+                let url = self
+                    .endpoint(url.as_deref(), |d| &d.introspection_endpoint)
+                    .await?;
+                let claims = self
+                    .timed(introspect::fetch(&self.http, &url, auth, token))
+                    .await?;
+                introspect::check(
+                    &claims,
+                    cache::unix_now(),
+                    &introspect::Expect {
+                        required_scope: self.directory.required_scope.as_deref(),
+                        audience: self.directory.audience.as_deref(),
+                        issuer: self.directory.issuer.as_deref(),
+                        leeway_secs: self.directory.clock_skew.as_secs() as i64,
+                    },
+                )?;
+                claims
+            }
+        };
+        let identity = claims::identity(&claims, &self.directory.fields)?;
+        Ok((Arc::new(identity), claims))
+    }
+
+    async fn timed<T>(
+        &self,
+        request: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let started = std::time::Instant::now();
+        let result = request.await;
+        self.stats.provider_request(
+            started.elapsed(),
+            matches!(result, Err(Error::Unavailable(_))),
+        );
+        result
+    }
+
+    /// The configured endpoint URL, or the one from discovery.
+    async fn endpoint(
+        &self,
+        configured: Option<&str>,
+        pick: impl Fn(&discovery::Document) -> &Option<String>,
+    ) -> Result<String, Error> {
+        if let Some(url) = configured {
+            return Ok(url.to_string());
+        }
+        let discovery = self
+            .discovery
+            .as_ref()
+            .ok_or_else(|| Error::Unavailable("no endpoint URL and no issuer".into()))?;
+        let doc = discovery.document(&self.http, &self.stats).await?;
+        pick(doc).clone().ok_or_else(|| {
+            Error::Unavailable("the discovery document does not name this endpoint".into())
         })
+    }
+}
+
+/// A listener's directories, in configured order.
+pub struct Directories {
+    list: Vec<Arc<Validator>>,
+}
+
+impl Directories {
+    /// `list` must not be empty (the configuration guarantees it).
+    pub fn new(list: Vec<Arc<Validator>>) -> Self {
+        Self { list }
+    }
+
+    /// The first directory: its scope and discovery URL go into error challenges.
+    pub fn primary(&self) -> Option<&Arc<Validator>> {
+        self.list.first()
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Arc<Validator>> {
+        self.list.get(index)
+    }
+
+    /// The name of the directory at `index` (`-` when there is none).
+    pub fn name(&self, index: usize) -> &str {
+        self.list.get(index).map_or("-", |v| v.name())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Validator>> {
+        self.list.iter()
+    }
+
+    /// Starts every directory's background work.
+    pub fn start(&self) {
+        for v in &self.list {
+            v.start();
+        }
+    }
+
+    /// A JWT goes to the directory whose `issuer` is its `iss`; anything
+    /// else tries the directories in order: the first that accepts wins.
+    /// When none accepts and one could not answer, that is a temporary
+    /// failure (the token may be good there). Returns the index of the
+    /// directory that answered with the result.
+    pub async fn validate(
+        &self,
+        token: &Secret,
+        need: IdentityField,
+    ) -> (usize, Result<Arc<Identity>, Error>) {
+        if self.list.len() > 1 {
+            if let Some(iss) = jwt::unverified_issuer(token.expose()) {
+                let iss = iss.trim_end_matches('/');
+                if let Some((i, v)) = self
+                    .list
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| v.issuer().is_some_and(|i| i.trim_end_matches('/') == iss))
+                {
+                    return (i, v.validate(token, need).await);
+                }
+            }
+        }
+        let mut unavailable = None;
+        let mut refused = None;
+        for (i, v) in self.list.iter().enumerate() {
+            match v.validate(token, need).await {
+                Ok(identity) => return (i, Ok(identity)),
+                Err(e @ Error::Unavailable(_)) => {
+                    unavailable.get_or_insert((i, e));
+                }
+                Err(e @ Error::Rejected(_)) => {
+                    refused.get_or_insert((i, e));
+                }
+            }
+        }
+        match unavailable.or(refused) {
+            Some((i, e)) => (i, Err(e)),
+            None => (
+                0,
+                Err(Error::Unavailable("the listener has no directory".into())),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn directories(blocks: &str, names: &[&str]) -> Directories {
+        let text = format!(
+            "[listener.l]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\ndirectory = \"{}\"\nupstream = \"u\"\n\
+             [upstream.u]\naddress = \"127.0.0.1:1\"\nlogin.method = \"master-user\"\nlogin.username = \"p\"\nlogin.secret = \"s\"\n{blocks}",
+            names[0]
+        );
+        let config = Config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        Directories::new(
+            names
+                .iter()
+                .map(|n| Arc::new(Validator::new(config.directories[*n].clone()).unwrap()))
+                .collect(),
+        )
+    }
+
+    fn jwt_block(name: &str, issuer: &str) -> String {
+        format!(
+            "[directory.{name}]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\nissuer = \"{issuer}\"\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\nfields.username = \"username\"\n"
+        )
+    }
+
+    fn token(iss: &str) -> Secret {
+        let claims =
+            serde_json::json!({"iss": iss, "exp": cache::unix_now() + 60, "username": "alice"});
+        Secret::new(
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_jwt_goes_to_the_directory_of_its_issuer() {
+        let blocks = format!(
+            "{}{}",
+            jwt_block("a", "https://a.example"),
+            jwt_block("b", "https://b.example/")
+        );
+        let dirs = directories(&blocks, &["a", "b"]);
+        let (name, r) = dirs
+            .validate(&token("https://b.example"), IdentityField::Username)
+            .await;
+        assert_eq!(dirs.name(name), "b");
+        assert_eq!(r.unwrap().username.as_deref(), Some("alice"));
+        assert_eq!(
+            dirs.list[0].stats().snapshot().misses,
+            0,
+            "`a` never saw it"
+        );
+        // An issuer nobody has: every directory refuses it.
+        let (_, r) = dirs
+            .validate(&token("https://c.example"), IdentityField::Username)
+            .await;
+        assert!(matches!(r, Err(Error::Rejected(_))));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_directory_makes_a_temporary_failure_not_a_refusal() {
+        let blocks = format!(
+            "{}[directory.down]\ntype = \"oidc\"\ntimeout = \"2s\"\nendpoint.url = \"http://127.0.0.1:1/userinfo\"\n",
+            jwt_block("a", "https://a.example")
+        );
+        let dirs = directories(&blocks, &["a", "down"]);
+        let (name, r) = dirs
+            .validate(&Secret::new("opaque"), IdentityField::Username)
+            .await;
+        assert_eq!(dirs.name(name), "down");
+        assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+        // A JWT of `a` still logs in: routed by its issuer.
+        let (name, r) = dirs
+            .validate(&token("https://a.example"), IdentityField::Username)
+            .await;
+        assert_eq!((dirs.name(name), r.is_ok()), ("a", true));
+        let s = dirs.list[1].stats().snapshot();
+        assert_eq!((s.provider_requests, s.provider_errors), (1, 1));
     }
 }

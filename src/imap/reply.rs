@@ -19,7 +19,7 @@ pub fn capabilities(svc: &Service, client: &Client) -> String {
         return caps;
     }
     caps.push_str(" AUTH=OAUTHBEARER AUTH=XOAUTH2");
-    if svc.listener.password_passthrough && auth_allowed(svc, client) {
+    if svc.listener.accepts_passwords() && auth_allowed(svc, client) {
         caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
     } else {
         caps.push_str(" LOGINDISABLED");

@@ -7,7 +7,8 @@ use super::reply;
 use crate::client::{Client, Input};
 use crate::config::TlsMode;
 use crate::gateway::{Failure, Handoff, Outcome, Service};
-use crate::sasl::{self, Mechanism};
+use crate::sasl::{self, challenge, Mechanism};
+use crate::secret::Secret;
 use crate::upstream::{self, imap::Reply, LoggedIn};
 use std::io;
 
@@ -142,13 +143,19 @@ async fn command(
                 client
                     .send(format!("{tag} {}\r\n", reply::PRIVACY_REQUIRED).as_bytes())
                     .await?;
-            } else if !svc.listener.password_passthrough {
+            } else if !svc.listener.accepts_passwords() {
                 client
                     .send(format!("{tag} NO [CANNOT] Password logins are disabled here; use OAuth (AUTHENTICATE OAUTHBEARER).\r\n").as_bytes())
                     .await?;
             } else {
                 outcome.mechanism = Some("LOGIN");
                 outcome.user = Some(String::from_utf8_lossy(&username).into_owned());
+                if svc.password_is_token(password.expose().as_bytes()) {
+                    return password_token(
+                        client, svc, outcome, failures, &tag, &username, &password,
+                    )
+                    .await;
+                }
                 let mut cmd = b"LOGIN ".to_vec();
                 cmd.extend(upstream::imap::astring(&username));
                 cmd.push(b' ');
@@ -243,7 +250,7 @@ async fn authenticate(
     initial: Option<Vec<u8>>,
 ) -> io::Result<Next> {
     let mech = match Mechanism::from_name(mechanism) {
-        Some(m) if m.is_bearer() || svc.listener.password_passthrough => m,
+        Some(m) if m.is_bearer() || svc.listener.accepts_passwords() => m,
         _ => {
             client
                 .send(format!("{tag} NO Unsupported authentication mechanism.\r\n").as_bytes())
@@ -287,6 +294,29 @@ async fn authenticate(
             if let Some(user) = message.split(|&b| b == 0).nth(1) {
                 outcome.user = Some(String::from_utf8_lossy(user).into_owned());
             }
+            let parts: Vec<&[u8]> = message.split(|&b| b == 0).collect();
+            if let [authzid, authcid, password] = parts[..] {
+                if svc.password_is_token(password) {
+                    let token = Secret::new(String::from_utf8_lossy(password).into_owned());
+                    if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid) {
+                        let failure = Failure::Refused {
+                            status: challenge::Status::InvalidRequest,
+                            reason: "PLAIN authorization identity differs from the user name"
+                                .into(),
+                            directory: None,
+                        };
+                        return fail(client, svc, outcome, failures, tag, failure).await;
+                    }
+                    let authcid = authcid.to_vec();
+                    return password_token(client, svc, outcome, failures, tag, &authcid, &token)
+                        .await;
+                }
+            } else if !svc.listener.password_passthrough {
+                client
+                    .send(format!("{tag} BAD Invalid PLAIN response.\r\n").as_bytes())
+                    .await?;
+                return Ok(Next::Continue(client));
+            }
             let cmd = crate::secret::Secret::new(format!(
                 "AUTHENTICATE PLAIN {}",
                 sasl::encode(&message)
@@ -316,6 +346,9 @@ async fn authenticate(
                 None => return Ok(Next::Done(std::mem::take(outcome).ended("closed"))),
             };
             outcome.user = Some(String::from_utf8_lossy(&user).into_owned());
+            if svc.password_is_token(password.expose().as_bytes()) {
+                return password_token(client, svc, outcome, failures, tag, &user, &password).await;
+            }
             let mut cmd = b"LOGIN ".to_vec();
             cmd.extend(upstream::imap::astring(&user));
             cmd.push(b' ');
@@ -353,11 +386,14 @@ async fn bearer(
         }
         Err(f) => f,
     };
-    if let Failure::Refused { status, .. } = &failure {
+    if let Failure::Refused {
+        status, directory, ..
+    } = &failure
+    {
         // RFC 7628 §3.2.2: the error travels as a challenge; the client
         // answers with a dummy response (AQ==, an empty line) or goes away.
         client
-            .send(format!("+ {}\r\n", svc.challenge(mech, *status)).as_bytes())
+            .send(format!("+ {}\r\n", svc.challenge(mech, *status, *directory)).as_bytes())
             .await?;
         match client.read_line().await {
             Input::Line(_) | Input::TooLong => {}
@@ -368,6 +404,45 @@ async fn bearer(
         }
     }
     fail(client, svc, outcome, failures, tag, failure).await
+}
+
+/// `password-tokens`: LOGIN / AUTHENTICATE PLAIN / LOGIN whose password is
+/// a bearer token. A refusal is a plain `NO [AUTHENTICATIONFAILED]`: these
+/// mechanisms have no error challenge.
+async fn password_token(
+    mut client: Client,
+    svc: &Service,
+    outcome: &mut Outcome,
+    failures: &mut u32,
+    tag: &str,
+    username: &[u8],
+    token: &Secret,
+) -> io::Result<Next> {
+    let result = match std::str::from_utf8(username) {
+        Ok(user) => {
+            svc.password_token_login(client.info(), user, token, Handoff::Imap)
+                .await
+        }
+        Err(_) => Err(Failure::Refused {
+            status: challenge::Status::InvalidRequest,
+            reason: "the user name is not UTF-8".into(),
+            directory: None,
+        }),
+    };
+    match result {
+        Ok(success) => {
+            outcome.user = Some(success.user);
+            outcome.last_failure = None;
+            let up = success.upstream;
+            send_upstream_reply(&mut client, tag, &up.untagged, &up.tagged_text).await?;
+            Ok(Next::LoggedIn(
+                client,
+                Box::new(up),
+                std::mem::take(outcome),
+            ))
+        }
+        Err(failure) => fail(client, svc, outcome, failures, tag, failure).await,
+    }
 }
 
 /// Sends the failure reply (delayed for the client's faults) and enforces

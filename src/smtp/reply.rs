@@ -228,6 +228,7 @@ mod tests {
         let refused = Failure::Refused {
             status: Status::InvalidToken,
             reason: String::new(),
+            directory: None,
         };
         assert!(failure(&refused).starts_with("535 5.7.8 "));
         assert!(failure(&Failure::ProviderUnavailable(String::new())).starts_with("454 4.7.0 "));

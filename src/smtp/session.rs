@@ -8,7 +8,7 @@ use super::reply::{self, Offer};
 use crate::client::{Client, Input};
 use crate::config::TlsMode;
 use crate::gateway::{Failure, Handoff, Outcome, Service};
-use crate::sasl::{self, Mechanism};
+use crate::sasl::{self, challenge, Mechanism};
 use crate::secret::Secret;
 use crate::upstream::{self, smtp::PasswordReply, LoggedIn};
 use std::io;
@@ -109,7 +109,7 @@ fn offer(svc: &Service, client: &Client) -> Offer {
     let auth = reply::auth_allowed(svc, client);
     Offer {
         auth,
-        passwords: auth && svc.listener.password_passthrough,
+        passwords: auth && svc.listener.accepts_passwords(),
         starttls: svc.listener.tls == TlsMode::StartTls && svc.tls.is_some() && !client.is_tls(),
     }
 }
@@ -188,7 +188,7 @@ async fn auth(
         return Ok(Next::Continue(client));
     }
     let mech = match Mechanism::from_name(mechanism) {
-        Some(m) if m.is_bearer() || svc.listener.password_passthrough => m,
+        Some(m) if m.is_bearer() || svc.listener.accepts_passwords() => m,
         _ => {
             client.send(reply::UNSUPPORTED_MECHANISM.as_bytes()).await?;
             return Ok(Next::Continue(client));
@@ -241,11 +241,14 @@ async fn bearer(
         }
         Err(f) => f,
     };
-    if let Failure::Refused { status, .. } = &failure {
+    if let Failure::Refused {
+        status, directory, ..
+    } = &failure
+    {
         // RFC 7628 §3.2.2 / §4.4: the error travels as a 334 challenge; the
         // client answers with a dummy response (AQ==) or goes away.
         client
-            .send(format!("334 {}\r\n", svc.challenge(mech, *status)).as_bytes())
+            .send(format!("334 {}\r\n", svc.challenge(mech, *status, *directory)).as_bytes())
             .await?;
         match client.read_line().await {
             Input::Line(_) | Input::TooLong => {}
@@ -302,6 +305,20 @@ async fn plain(
         return Ok(Next::Continue(client));
     }
     st.outcome.user = Some(String::from_utf8_lossy(parts[1]).into_owned());
+    if svc.password_is_token(parts[2]) {
+        let token = Secret::new(String::from_utf8_lossy(parts[2]).into_owned());
+        let (authzid, authcid) = (parts[0].to_vec(), parts[1].to_vec());
+        message.fill(0);
+        if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(&authcid) {
+            let failure = Failure::Refused {
+                status: challenge::Status::InvalidRequest,
+                reason: "PLAIN authorization identity differs from the user name".into(),
+                directory: None,
+            };
+            return fail(client, svc, st, failure).await;
+        }
+        return password_token(client, svc, st, helo, &authcid, &token).await;
+    }
     let encoded = Secret::new(sasl::encode(&message));
     message.fill(0);
     passthrough(client, svc, st, helo, &encoded).await
@@ -328,6 +345,11 @@ async fn login(
         return Ok(Next::Continue(client));
     }
     st.outcome.user = Some(String::from_utf8_lossy(&user).into_owned());
+    if svc.password_is_token(&password) {
+        let token = Secret::new(String::from_utf8_lossy(&password).into_owned());
+        password.fill(0);
+        return password_token(client, svc, st, helo, &user, &token).await;
+    }
     let mut message = Vec::with_capacity(user.len() + password.len() + 2);
     message.push(0);
     message.extend_from_slice(&user);
@@ -337,6 +359,40 @@ async fn login(
     let encoded = Secret::new(sasl::encode(&message));
     message.fill(0);
     passthrough(client, svc, st, helo, &encoded).await
+}
+
+/// `password-tokens`: AUTH PLAIN / LOGIN whose password is a bearer token,
+/// validated like OAUTHBEARER. A refusal is a plain 535 (no error challenge
+/// exists for these mechanisms).
+async fn password_token(
+    mut client: Client,
+    svc: &Service,
+    st: &mut State,
+    helo: &str,
+    username: &[u8],
+    token: &Secret,
+) -> io::Result<Next> {
+    let result = match std::str::from_utf8(username) {
+        Ok(user) => {
+            svc.password_token_login(client.info(), user, token, Handoff::Smtp { helo })
+                .await
+        }
+        Err(_) => Err(Failure::Refused {
+            status: challenge::Status::InvalidRequest,
+            reason: "the user name is not UTF-8".into(),
+            directory: None,
+        }),
+    };
+    match result {
+        Ok(success) => {
+            st.outcome.user = Some(success.user);
+            st.outcome.last_failure = None;
+            client.send(reply::AUTH_SUCCEEDED.as_bytes()).await?;
+            let outcome = std::mem::take(&mut st.outcome);
+            Ok(Next::LoggedIn(client, Box::new(success.upstream), outcome))
+        }
+        Err(failure) => fail(client, svc, st, failure).await,
+    }
 }
 
 /// Password passthrough: the upstream checks the password (Postfix SASL)

@@ -245,6 +245,10 @@ pub struct ProxyOptions {
     /// Extra environment for the proxy process.
     pub env: Vec<(String, String)>,
     pub log_level: &'static str,
+    /// The listeners' `directory` value (TOML): `"test"` or a list.
+    pub listener_directories: String,
+    /// Raw TOML added to every listener block (e.g. `password-tokens = true`).
+    pub listener_extra: String,
     /// `identity` of the Dovecot upstream ("email" by default).
     pub imap_identity: &'static str,
 }
@@ -261,6 +265,8 @@ impl ProxyOptions {
             server_extra: String::new(),
             env: Vec::new(),
             log_level: "debug",
+            listener_directories: "\"test\"".to_string(),
+            listener_extra: String::new(),
             imap_identity: "email",
         }
     }
@@ -298,8 +304,8 @@ impl Proxy {
         );
         for (name, protocol, tls, upstream) in LISTENERS {
             c.push_str(&format!(
-                "[listener.{name}]\nprotocol = \"{protocol}\"\nbind = \"127.0.0.1:{}\"\ntls = \"{tls}\"\ndirectory = \"test\"\nupstream = \"{upstream}\"\npassword-passthrough = {}\n\n",
-                ports[*name], opts.passthrough
+                "[listener.{name}]\nprotocol = \"{protocol}\"\nbind = \"127.0.0.1:{}\"\ntls = \"{tls}\"\ndirectory = {}\nupstream = \"{upstream}\"\npassword-passthrough = {}\n{}\n",
+                ports[*name], opts.listener_directories, opts.passthrough, opts.listener_extra
             ));
         }
         let imap_addr = opts
