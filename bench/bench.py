@@ -656,16 +656,17 @@ def write_report(out: Path, info: dict, results: dict, quick: bool, concurrencie
         ("| ratio | " + " | ".join(f"c={c}" for c in concurrencies) + " |"),
         "|---|" + "---:|" * len(concurrencies),
     ]
-    for other, lab in (("nginx-tls", "proxy / nginx, logins/s"),
-                       ("dovecot-tls", "proxy / Dovecot TLS, logins/s")):
-        o = s.get(other, {})
-        ratios.append(f"| {lab} | " + " | ".join(
-            fmt(ratio(p.get(f"lps_{c}"), o.get(f"lps_{c}")), 2) for c in concurrencies) + " |")
-    for other, lab in (("nginx-tls", "proxy / nginx, p99 latency"),
-                       ("dovecot-tls", "proxy / Dovecot TLS, p99 latency")):
-        o = s.get(other, {})
-        ratios.append(f"| {lab} | " + " | ".join(
-            fmt(ratio(p.get(f"p99_{c}"), o.get(f"p99_{c}")), 2) for c in concurrencies) + " |")
+    pw_row = s.get("proxy-warm")
+    for key, what in (("lps", "logins/s"), ("p99", "p99 latency")):
+        for mine, who in (("proxy-warm", "proxy, warm cache"), ("proxy-provider", "proxy, cache off")):
+            if mine == "proxy-warm" and not pw_row:
+                continue
+            m = s.get(mine, {})
+            for other, lab in (("nginx-tls", "nginx"), ("dovecot-tls", "Dovecot TLS")):
+                o = s.get(other, {})
+                ratios.append(f"| {who} / {lab}, {what} | " + " | ".join(
+                    fmt(ratio(m.get(f"{key}_{c}"), o.get(f"{key}_{c}")), 2)
+                    for c in concurrencies) + " |")
     ratio_table = "\n".join(ratios)
 
     def goal(text, value, ok):
