@@ -147,7 +147,26 @@ fields.full-name = "name"
                             f"smtp://localhost:{submission}", "--mail-from", "alice@example.com",
                             "--mail-rcpt", "bob@example.com", "--upload-file", msg,
                             "-u", "alice@example.com:", "--oauth2-bearer", token], capture_output=True, text=True)
-        print("sent" if r.returncode == 0 else f"SMTP not available: {r.stderr.strip()}")
+        if r.returncode != 0:
+            raise SystemExit(f"demo failed: sending through the proxy: {r.stderr.strip()}")
+        print("sent: alice -> bob, via Postfix (XCLIENT LOGIN=alice@example.com)")
+
+        step("bob reads it through the proxy with his own token")
+        bob = mint(info["oidc"]["admin"], "bob")
+        found = ""
+        for _ in range(50):  # delivery into Dovecot over LMTP takes a moment
+            r = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", info["certs"]["ca"],
+                                "--resolve", f"localhost:{imaps}:127.0.0.1",
+                                f"imaps://localhost:{imaps}/INBOX", "-u", "bob@example.com:",
+                                "--oauth2-bearer", bob, "-X", "SEARCH SUBJECT \"Hello from the demo\""],
+                               capture_output=True, text=True)
+            found = r.stdout.strip()
+            if found.startswith("* SEARCH") and found != "* SEARCH":
+                break
+            time.sleep(0.1)
+        print(found)
+        if not found.startswith("* SEARCH") or found == "* SEARCH":
+            raise SystemExit("demo failed: the message did not reach bob's mailbox")
 
         step("the proxy's log (one line per connection; no token in it)")
         time.sleep(0.3)
