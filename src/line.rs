@@ -111,9 +111,13 @@ impl LineReader {
     }
 
     /// Hands over the bytes read past the last line (for the relay).
+    /// Without the read chunk's spare capacity: the relay may hold these
+    /// bytes for the whole session.
     pub fn take_buffered(&mut self) -> Vec<u8> {
         self.scanned = 0;
-        std::mem::take(&mut self.buf)
+        let mut rest = std::mem::take(&mut self.buf);
+        rest.shrink_to_fit();
+        rest
     }
 }
 
