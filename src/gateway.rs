@@ -120,6 +120,26 @@ impl Service {
         sasl::encode(challenge::error_json(mech, status, &hints).as_bytes())
     }
 
+    /// RFC 7628 §3.2.2 (§4.4 for SMTP): a refused bearer login's error
+    /// travels as a challenge behind the protocol's continuation `prefix`
+    /// (`"+ "` or `"334 "`); the client answers with a dummy response
+    /// (`AQ==`, an empty line) or goes away. Returns whether it is still there.
+    pub async fn error_challenge(
+        &self,
+        client: &mut crate::client::Client,
+        prefix: &str,
+        mech: Mechanism,
+        status: challenge::Status,
+        directory: Option<usize>,
+    ) -> std::io::Result<bool> {
+        let line = format!("{prefix}{}\r\n", self.challenge(mech, status, directory));
+        client.send(line.as_bytes()).await?;
+        Ok(matches!(
+            client.read_line().await,
+            crate::client::Input::Line(_) | crate::client::Input::TooLong
+        ))
+    }
+
     /// Logs in with a bearer token message; every attempt is counted in
     /// the `logins` metric.
     pub async fn bearer_login(

@@ -393,17 +393,13 @@ async fn bearer(
         status, directory, ..
     } = &failure
     {
-        // RFC 7628 §3.2.2: the error travels as a challenge; the client
-        // answers with a dummy response (AQ==, an empty line) or goes away.
-        client
-            .send(format!("+ {}\r\n", svc.challenge(mech, *status, *directory)).as_bytes())
-            .await?;
-        match client.read_line().await {
-            Input::Line(_) | Input::TooLong => {}
-            Input::Closed | Input::TimedOut => {
-                outcome.last_failure = Some(failure.reason().to_string());
-                return Ok(Next::Done(std::mem::take(outcome).ended("auth-failed")));
-            }
+        if !svc
+            .error_challenge(&mut client, "+ ", mech, *status, *directory)
+            .await?
+        {
+            failure.log(client.peer, outcome.mechanism);
+            outcome.last_failure = Some(failure.reason().to_string());
+            return Ok(Next::Done(std::mem::take(outcome).ended("auth-failed")));
         }
     }
     fail(client, svc, outcome, failures, tag, failure).await

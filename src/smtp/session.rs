@@ -247,18 +247,13 @@ async fn bearer(
         status, directory, ..
     } = &failure
     {
-        // RFC 7628 §3.2.2 / §4.4: the error travels as a 334 challenge; the
-        // client answers with a dummy response (AQ==) or goes away.
-        client
-            .send(format!("334 {}\r\n", svc.challenge(mech, *status, *directory)).as_bytes())
-            .await?;
-        match client.read_line().await {
-            Input::Line(_) | Input::TooLong => {}
-            Input::Closed | Input::TimedOut => {
-                failure.log(client.peer, st.outcome.mechanism);
-                st.outcome.last_failure = Some(failure.reason().to_string());
-                return Ok(st.done("auth-failed"));
-            }
+        if !svc
+            .error_challenge(&mut client, "334 ", mech, *status, *directory)
+            .await?
+        {
+            failure.log(client.peer, st.outcome.mechanism);
+            st.outcome.last_failure = Some(failure.reason().to_string());
+            return Ok(st.done("auth-failed"));
         }
     }
     fail(client, svc, st, failure).await
