@@ -63,6 +63,14 @@ fn imaplib(peers: &Peers, port: u16, tls: &str, mech: &str, user: &str, secret: 
     })
 }
 
+/// A TLS connection to the proxy's implicit-TLS IMAP listener, greeting read.
+fn imaps(peers: &Peers, proxy: &Proxy) -> Raw {
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    let greeting = c.expect_line();
+    assert!(greeting.starts_with("* OK"), "{greeting}");
+    c
+}
+
 fn welcome(user: &str) -> String {
     format!("Welcome {user}")
 }
@@ -194,8 +202,7 @@ fn empty_initial_response_then_continuation() {
 fn cancel_with_star_is_bad() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send("a AUTHENTICATE OAUTHBEARER\r\n");
     assert_eq!(c.expect_line(), "+ ");
     c.send("*\r\n");
@@ -215,8 +222,7 @@ fn challenge_json(line: &str) -> Value {
 fn invalid_token_gets_rfc7628_challenge_then_authenticationfailed() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(Some(ALICE), "not-a-valid-token")
@@ -279,8 +285,7 @@ fn expired_token_is_refused() {
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
     let token = mint_token(&peers, "alice", SCOPE, 1);
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(None, &token)
@@ -295,8 +300,7 @@ fn authzid_that_does_not_match_the_token_is_refused() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
     let token = mint_token(&peers, "alice", SCOPE, 300);
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(Some("bob@example.com"), &token)
@@ -326,8 +330,7 @@ fn missing_mapped_claim_fails_with_a_log_line_naming_it() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
     let token = mint_token(&peers, "noemail", SCOPE, 300);
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(None, &token)
@@ -347,8 +350,7 @@ fn provider_down_is_a_temporary_failure_and_recovers() {
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
     let token = mint_token(&peers, "alice", SCOPE, 300);
     peers.control("stop oidc");
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(None, &token)
@@ -372,8 +374,7 @@ fn upstream_down_is_unavailable_and_the_session_stays_usable() {
     opts.imap_upstream = Some(format!("127.0.0.1:{}", free_port()));
     let proxy = Proxy::start(&peers, &opts);
     let token = mint_token(&peers, "alice", SCOPE, 300);
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(None, &token)
@@ -416,24 +417,21 @@ fn password_passthrough_login_plain_and_login_mechanism() {
         "{r}"
     );
 
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     // A synchronizing literal in LOGIN.
     c.send("a LOGIN {17}\r\n");
     assert!(c.expect_line().starts_with("+ "));
     c.send("alice@example.com \"alice-app-password\"\r\n");
     assert!(c.until("a ").last().unwrap().starts_with("a OK"));
 
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE PLAIN {}\r\n",
         b64(b"\0bob@example.com\0bob-app-password")
     ));
     assert!(c.until("a ").last().unwrap().starts_with("a OK"));
 
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send("a AUTHENTICATE LOGIN\r\n");
     assert_eq!(c.expect_line(), "+ VXNlcm5hbWU6");
     c.send(&format!("{}\r\n", b64(b"bob@example.com")));
@@ -508,8 +506,7 @@ fn starttls_listener_refuses_auth_before_tls_and_discards_injected_commands() {
 fn protocol_edges_bad_commands_long_lines_id_and_logout() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send("a SELECT INBOX\r\n");
     assert!(c.expect_line().starts_with("a BAD"));
     c.send("garbage\r\n");
@@ -532,8 +529,7 @@ fn protocol_edges_bad_commands_long_lines_id_and_logout() {
 fn a_large_token_within_64k_is_accepted_as_a_line() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     let token = "A".repeat(40 * 1024);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
@@ -549,8 +545,7 @@ fn a_large_token_within_64k_is_accepted_as_a_line() {
 fn too_many_failures_end_the_connection_with_bye() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     for i in 1..=3 {
         c.send(&format!(
             "a{i} AUTHENTICATE OAUTHBEARER {}\r\n",
@@ -572,8 +567,7 @@ fn failure_replies_are_delayed() {
     let mut opts = ProxyOptions::new(&peers);
     opts.auth_failure_delay = "1s";
     let proxy = Proxy::start(&peers, &opts);
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(None, "bad-token")
@@ -647,8 +641,7 @@ fn introspection_with_wrong_client_credentials_is_temporary_not_invalid() {
     );
     let proxy = Proxy::start(&peers, &opts);
     let token = mint_token(&peers, "alice", SCOPE, 300);
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(None, &token)
@@ -736,8 +729,7 @@ fn upstream_refusing_the_resolved_user_is_authorizationfailed() {
     opts.imap_identity = "username";
     let proxy = Proxy::start(&peers, &opts);
     let token = mint_token(&peers, "noemail", SCOPE, 300);
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(None, &token)
@@ -753,8 +745,7 @@ fn upstream_refusing_the_resolved_user_is_authorizationfailed() {
 fn a_client_that_disconnects_after_the_error_challenge_is_logged_as_failed() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
-    c.expect_line();
+    let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(None, "bad-token")
