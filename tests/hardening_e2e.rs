@@ -157,10 +157,21 @@ fn total_connections_over_the_limit_are_refused_from_any_address() {
     let mut opts = ProxyOptions::new(&peers);
     opts.limits = "max-connections = 2\n".into();
     let proxy = Proxy::start(&peers, &opts);
-    let mut a = Raw::connect(proxy.port("imap-plain"), false, &peers.ca());
-    a.expect_line();
-    let mut b = Raw::connect_from("127.0.0.3", proxy.port("imap-plain"), false, &peers.ca());
-    b.expect_line();
+    // The start-up probes of Proxy::start may still hold places for a
+    // moment: retry until each held connection is really admitted.
+    let admitted = |from: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut r = Raw::connect_from(from, proxy.port("imap-plain"), false, &peers.ca());
+            if r.expect_line().starts_with("* OK") {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "{from} was never admitted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut a = admitted("127.0.0.1");
+    let _b = admitted("127.0.0.3");
     let mut c = Raw::connect_from("127.0.0.4", proxy.port("imap-plain"), false, &peers.ca());
     assert_eq!(
         c.expect_line(),

@@ -181,7 +181,8 @@ fn sasl_ir_login_carries_upstream_capabilities_and_keeps_pipelined_commands() {
         "{fetch:?}"
     );
     c.send("a4 LOGOUT\r\n");
-    assert!(c.until("a4 ").last().unwrap().starts_with("a4 OK"));
+    let r = c.until("a4 ");
+    assert!(r.last().unwrap().starts_with("a4 OK"), "{r:?}");
 }
 
 #[test]
@@ -320,7 +321,8 @@ fn authzid_that_does_not_match_the_token_is_refused() {
         "c AUTHENTICATE XOAUTH2 {}\r\n",
         xoauth2("ALICE", &token)
     ));
-    assert!(c.until("c ").last().unwrap().starts_with("c OK"));
+    let r = c.until("c ");
+    assert!(r.last().unwrap().starts_with("c OK"), "{r:?}");
     let log = proxy.wait_log("does not match");
     assert!(log.contains("\"bob@example.com\""), "{log}");
 }
@@ -364,7 +366,8 @@ fn provider_down_is_a_temporary_failure_and_recovers() {
         "b AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(None, &token)
     ));
-    assert!(c.until("b ").last().unwrap().starts_with("b OK"));
+    let r = c.until("b ");
+    assert!(r.last().unwrap().starts_with("b OK"), "{r:?}\n{}", proxy.log());
 }
 
 #[test]
@@ -422,14 +425,16 @@ fn password_passthrough_login_plain_and_login_mechanism() {
     c.send("a LOGIN {17}\r\n");
     assert!(c.expect_line().starts_with("+ "));
     c.send("alice@example.com \"alice-app-password\"\r\n");
-    assert!(c.until("a ").last().unwrap().starts_with("a OK"));
+    let r = c.until("a ");
+    assert!(r.last().unwrap().starts_with("a OK"), "{r:?}");
 
     let mut c = imaps(&peers, &proxy);
     c.send(&format!(
         "a AUTHENTICATE PLAIN {}\r\n",
         b64(b"\0bob@example.com\0bob-app-password")
     ));
-    assert!(c.until("a ").last().unwrap().starts_with("a OK"));
+    let r = c.until("a ");
+    assert!(r.last().unwrap().starts_with("a OK"), "{r:?}");
 
     let mut c = imaps(&peers, &proxy);
     c.send("a AUTHENTICATE LOGIN\r\n");
@@ -437,7 +442,8 @@ fn password_passthrough_login_plain_and_login_mechanism() {
     c.send(&format!("{}\r\n", b64(b"bob@example.com")));
     assert_eq!(c.expect_line(), "+ UGFzc3dvcmQ6");
     c.send(&format!("{}\r\n", b64(b"bob-app-password")));
-    assert!(c.until("a ").last().unwrap().starts_with("a OK"));
+    let r = c.until("a ");
+    assert!(r.last().unwrap().starts_with("a OK"), "{r:?}");
 }
 
 #[test]
