@@ -367,7 +367,11 @@ fn provider_down_is_a_temporary_failure_and_recovers() {
         oauthbearer(None, &token)
     ));
     let r = c.until("b ");
-    assert!(r.last().unwrap().starts_with("b OK"), "{r:?}\n{}", proxy.log());
+    assert!(
+        r.last().unwrap().starts_with("b OK"),
+        "{r:?}\n{}",
+        proxy.log()
+    );
 }
 
 #[test]
