@@ -212,6 +212,24 @@ fn cancel_with_star_is_bad() {
     assert!(c.expect_line().starts_with("b OK"));
 }
 
+/// An OAUTHBEARER login the proxy refuses: returns the RFC 7628 error
+/// challenge, after answering it with the dummy response and checking the
+/// tagged `NO [AUTHENTICATIONFAILED]`.
+fn refused_oauthbearer(c: &mut Raw, tag: &str, token: &str) -> Value {
+    c.send(&format!(
+        "{tag} AUTHENTICATE OAUTHBEARER {}\r\n",
+        oauthbearer(None, token)
+    ));
+    let challenge = challenge_json(&c.expect_line());
+    c.send("AQ==\r\n");
+    let reply = c.expect_line();
+    assert!(
+        reply.starts_with(&format!("{tag} NO [AUTHENTICATIONFAILED]")),
+        "{reply}"
+    );
+    challenge
+}
+
 fn challenge_json(line: &str) -> Value {
     let b = line
         .strip_prefix("+ ")
@@ -287,13 +305,8 @@ fn expired_token_is_refused() {
     let token = mint_token(&peers, "alice", SCOPE, 1);
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let mut c = imaps(&peers, &proxy);
-    c.send(&format!(
-        "a AUTHENTICATE OAUTHBEARER {}\r\n",
-        oauthbearer(None, &token)
-    ));
-    assert_eq!(challenge_json(&c.expect_line())["status"], "invalid_token");
-    c.send("AQ==\r\n");
-    assert!(c.expect_line().starts_with("a NO [AUTHENTICATIONFAILED]"));
+    let challenge = refused_oauthbearer(&mut c, "a", &token);
+    assert_eq!(challenge["status"], "invalid_token");
 }
 
 #[test]
@@ -541,14 +554,9 @@ fn a_large_token_within_64k_is_accepted_as_a_line() {
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
     let mut c = imaps(&peers, &proxy);
     let token = "A".repeat(40 * 1024);
-    c.send(&format!(
-        "a AUTHENTICATE OAUTHBEARER {}\r\n",
-        oauthbearer(None, &token)
-    ));
     // Parsed as a line and sent to the provider, which refuses it.
-    assert_eq!(challenge_json(&c.expect_line())["status"], "invalid_token");
-    c.send("AQ==\r\n");
-    assert!(c.expect_line().starts_with("a NO [AUTHENTICATIONFAILED]"));
+    let challenge = refused_oauthbearer(&mut c, "a", &token);
+    assert_eq!(challenge["status"], "invalid_token");
 }
 
 #[test]
