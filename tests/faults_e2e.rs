@@ -491,6 +491,7 @@ fn upstream_proxy(peers: &Peers, port: u16) -> Proxy {
         "",
     );
     opts.imap_upstream = Some(format!("127.0.0.1:{port}"));
+    opts.connect_timeout = "5s";
     // The fake provider lives as long as the test process.
     std::mem::forget(fake);
     Proxy::start(peers, &opts)
