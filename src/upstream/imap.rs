@@ -1,9 +1,11 @@
 //! Logging in to an IMAP upstream (Dovecot).
 //!
-//! Sequence: greeting, `STARTTLS` when configured, `ID` with the client's
-//! real address (Dovecot honours it from `login_trusted_networks`), then
-//! the login command: `AUTHENTICATE PLAIN` as the master user with
-//! authzid = the user, or the client's own password command (passthrough).
+//! Sequence: `STARTTLS` after the greeting when configured, then in one
+//! write `ID` with the client's real address (Dovecot honours it from
+//! `login_trusted_networks`) and the login command: `AUTHENTICATE PLAIN` as
+//! the master user with authzid = the user, or the client's own password
+//! command (passthrough). Then the greeting (unless already read), the `ID`
+//! answer and the login answer are read: one round trip instead of three.
 
 use super::{ClientInfo, Error, LoggedIn, Target};
 use crate::config::{TlsMode, UpstreamLogin};
@@ -15,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 
 const MAX_LINE: usize = 64 * 1024;
 const TAG: &[u8] = b"P1";
+const ID_TAG: &[u8] = b"P0";
 
 /// The upstream's answer to a login command.
 pub enum Reply {
@@ -30,24 +33,39 @@ pub enum Reply {
 pub struct Session {
     stream: UpstreamStream,
     reader: LineReader,
+    /// The greeting is read after the first commands were sent (not with
+    /// STARTTLS, which needs it first).
+    greeting_unread: bool,
+    /// `ID` with the client's real address, sent in one write with the
+    /// login command.
+    id: Vec<u8>,
 }
 
 impl Session {
+    /// Connects (and with `tls = "starttls"` reads the greeting and upgrades).
+    /// Otherwise nothing is read yet: the greeting, the `ID` answer and the
+    /// login answer are read after one write (IMAP allows pipelining, and
+    /// Dovecot reads commands that arrive before its greeting after it).
     pub async fn open(target: &Target, client: ClientInfo) -> Result<Session, Error> {
         let stream = target.connect(Some(client)).await?;
+        let id = format!(
+            "ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-connected-ip\" \"{}\" \"x-connected-port\" \"{}\")",
+            client.peer.ip(),
+            client.peer.port(),
+            client.local.ip(),
+            client.local.port()
+        )
+        .into_bytes();
         let mut s = Session {
             stream,
             reader: LineReader::new(MAX_LINE),
+            greeting_unread: true,
+            id,
         };
-        let greeting = s.read_line().await?;
-        if !greeting.starts_with(b"* OK") {
-            return Err(Error::Protocol(format!(
-                "unexpected greeting: {}",
-                printable(&greeting)
-            )));
-        }
         if target.config.tls == TlsMode::StartTls {
-            let (_, text) = s.command(b"STARTTLS").await?;
+            s.read_greeting().await?;
+            s.send(&[(TAG, b"STARTTLS")]).await?;
+            let (_, text) = s.answer(TAG).await?;
             if !text.starts_with(b"OK") {
                 return Err(Error::Tls(format!(
                     "STARTTLS refused: {}",
@@ -57,35 +75,45 @@ impl Session {
             s.reader.discard_buffered();
             s.stream = target.start_tls(s.stream).await?;
         }
-        let id = format!(
-            "ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\" \"x-connected-ip\" \"{}\" \"x-connected-port\" \"{}\")",
-            client.peer.ip(),
-            client.peer.port(),
-            client.local.ip(),
-            client.local.port()
-        );
-        // Dovecot answers OK whether or not it trusts us; nothing to check.
-        s.command(id.as_bytes()).await?;
         Ok(s)
     }
 
-    /// Sends `P1 <command>` and collects the answer up to the tagged line.
-    /// Returns the untagged lines and the tagged text after the tag.
-    async fn command(&mut self, command: &[u8]) -> Result<(Vec<Vec<u8>>, Vec<u8>), Error> {
-        let mut out = Vec::with_capacity(command.len() + 8);
-        out.extend_from_slice(TAG);
-        out.push(b' ');
-        out.extend_from_slice(command);
-        out.extend_from_slice(b"\r\n");
+    async fn read_greeting(&mut self) -> Result<(), Error> {
+        let greeting = self.read_line().await?;
+        if !greeting.starts_with(b"* OK") {
+            return Err(Error::Protocol(format!(
+                "unexpected greeting: {}",
+                printable(&greeting)
+            )));
+        }
+        self.greeting_unread = false;
+        Ok(())
+    }
+
+    /// Writes `<tag> <command>\r\n` for each pair, in one write.
+    async fn send(&mut self, commands: &[(&[u8], &[u8])]) -> Result<(), Error> {
+        let len = commands.iter().map(|(t, c)| t.len() + c.len() + 3).sum();
+        let mut out = Vec::with_capacity(len);
+        for (tag, command) in commands {
+            out.extend_from_slice(tag);
+            out.push(b' ');
+            out.extend_from_slice(command);
+            out.extend_from_slice(b"\r\n");
+        }
         let written = self.stream.write_all(&out).await;
-        // The command may carry the master secret or a password.
+        // A command may carry the master secret or a password.
         zeroize::Zeroize::zeroize(&mut out);
         written.map_err(Error::io)?;
-        self.stream.flush().await.map_err(Error::io)?;
+        self.stream.flush().await.map_err(Error::io)
+    }
+
+    /// Collects the answer to the command tagged `tag`: the untagged lines
+    /// before it and the tagged text after the tag.
+    async fn answer(&mut self, tag: &[u8]) -> Result<(Vec<Vec<u8>>, Vec<u8>), Error> {
         let mut untagged = Vec::new();
         loop {
             let line = self.read_line().await?;
-            if let Some(rest) = line.strip_prefix(TAG).and_then(|r| r.strip_prefix(b" ")) {
+            if let Some(rest) = line.strip_prefix(tag).and_then(|r| r.strip_prefix(b" ")) {
                 return Ok((untagged, rest.to_vec()));
             }
             if line.starts_with(b"+") {
@@ -112,9 +140,17 @@ impl Session {
         }
     }
 
-    /// Sends a login command (without tag) and returns the upstream's verdict.
+    /// Sends `ID` and a login command (without tag) in one write and
+    /// returns the upstream's verdict on the login.
     pub async fn login(mut self, command: &[u8]) -> Result<Reply, Error> {
-        let (untagged, tagged_text) = self.command(command).await?;
+        let id = std::mem::take(&mut self.id);
+        self.send(&[(ID_TAG, &id), (TAG, command)]).await?;
+        if self.greeting_unread {
+            self.read_greeting().await?;
+        }
+        // Dovecot answers OK whether or not it trusts us; nothing to check.
+        self.answer(ID_TAG).await?;
+        let (untagged, tagged_text) = self.answer(TAG).await?;
         if tagged_text.starts_with(b"OK") {
             Ok(Reply::Ok(LoggedIn {
                 buffered: self.reader.take_buffered(),
