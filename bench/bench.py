@@ -219,6 +219,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's reaped children (the load generator
+    runs, which are waited for; the daemons are reaped only at the end)."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -526,11 +534,24 @@ fields.username = "preferred_username"
                     continue
                 pids = c["pids"]()
                 cpu0 = cpu_seconds(pids)
+                # The whole CPU budget of the relay: Dovecot, the contender
+                # in the middle (none for the direct rows) and the client.
+                dove0 = cpu_seconds(group_pids(self.dovecot.pid))
+                client0 = children_cpu_seconds()
                 r = self.loadgen("fetch", [*c["args"], "--concurrency", "4", "--duration",
                                            str(duration)], timeout=600,
                                   perf="fetch" if name == "proxy-provider" and rep == 0 else None)
                 r["cpu_s"] = cpu_seconds(c["pids"]()) - cpu0
                 r["cpu_s_per_gib"] = r["cpu_s"] / (r["bytes"] / 2**30) if r["bytes"] else None
+                gib = r["bytes"] / 2**30 if r["bytes"] else None
+                r["budget_s_per_gib"] = None if gib is None else {
+                    "dovecot": (cpu_seconds(group_pids(self.dovecot.pid)) - dove0) / gib,
+                    "middle": 0.0 if name.startswith("dovecot") else r["cpu_s"] / gib,
+                    "client": (children_cpu_seconds() - client0) / gib,
+                }
+                if r["budget_s_per_gib"] and self.opts.perf and name == "proxy-provider" \
+                        and rep == 0:
+                    r["budget_s_per_gib"]["client"] = None  # perf record is a child too
                 results["fetch"].setdefault(name, []).append(r)
                 log(f"rep {rep + 1} fetch c=4 {name}: {r['mb_per_s']:.0f} MB/s "
                     f"({r['bytes'] / 2**20:.0f} MiB, {r['passes']} passes) cpu {r['cpu_s']:.2f} s")
@@ -614,6 +635,9 @@ def summarize(results: dict) -> dict:
         row["mbps"] = med([r["mb_per_s"] for r in runs])
         row["cpu_gib"] = med([r["cpu_s_per_gib"] for r in runs])
         row["errors_fetch"] = sum(r["errors"] for r in runs)
+        for part in ("dovecot", "middle", "client"):
+            row[f"budget_{part}"] = med([(r.get("budget_s_per_gib") or {}).get(part)
+                                         for r in runs])
     for name, runs in results["idle"].items():
         row = s.setdefault(name, {})
         row["kib_session"] = med([r["kib_per_session"] for r in runs])
@@ -690,6 +714,37 @@ def write_report(out: Path, info: dict, results: dict, quick: bool, concurrencie
                     for c in concurrencies) + " |")
     ratio_table = "\n".join(ratios)
 
+    # The relay's CPU budget: on a machine where Dovecot, the contender and
+    # the client share the CPUs, throughput is at most CPUs / (sum of the
+    # CPU seconds every GiB costs them).
+    nproc = info["machine"]["nproc"]
+    budget = ["| contender | Dovecot | in the middle | client | total | "
+              f"ceiling at {nproc} CPUs, MB/s | measured MB/s |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    totals = {}
+    for name, row in s.items():
+        parts = [row.get(f"budget_{k}") for k in ("dovecot", "middle", "client")]
+        if row.get("mbps") is None or any(v is None for v in parts):
+            continue
+        total = sum(parts)
+        totals[name] = (parts, total)
+        budget.append(f"| {labels[name]} | " + " | ".join(fmt(v, 2) for v in parts)
+                      + f" | {fmt(total, 2)} | {fmt(nproc / total * 2**30 / 1e6)} | "
+                      f"{fmt(row['mbps'])} |")
+    bound = None
+    if "dovecot-plain" in totals and "proxy-provider" in totals:
+        (dp_d, _, dp_c), dp_total = totals["dovecot-plain"]
+        (pp_d, _, pp_c), _ = totals["proxy-provider"]
+        # If the proxy itself cost nothing: only the client's TLS and
+        # Dovecot's own cost remain.
+        bound = dp_total / (pp_d + pp_c)
+    budget_table = "\n".join(budget) if len(budget) > 2 else "(not measured)"
+    bound_text = ("" if bound is None else
+                  f"\nEven a proxy that cost no CPU at all would reach at most {bound:.2f}× "
+                  "Dovecot direct plaintext here (Dovecot's and the TLS client's CPU "
+                  "seconds per GiB in the proxied run against the direct plaintext run's "
+                  "total).\n")
+
     def goal(text, value, ok, cells=()):
         verdict = "–" if value is None else ("met" if ok(value) else "**not met**")
         bad = [f"{labels.get(n, n)}" for n, c in cells if s.get(n, {}).get(f"errors_{c}")]
@@ -757,6 +812,10 @@ Ratios (same run):
 
 {ratio_table}
 
+CPU seconds per GiB relayed (fetch c=4), for every process involved:
+
+{budget_table}
+{bound_text}
 Goals (issue 7):
 
 {goals_text}
