@@ -45,9 +45,52 @@ impl Drop for Secret {
     }
 }
 
+/// Bytes that never print themselves: a password as the client sent it,
+/// which need not be UTF-8 (an IMAP literal can carry any octets, and
+/// Dovecot compares them as they are). Zeroized on drop.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    pub fn new(value: Vec<u8>) -> Self {
+        Self(value)
+    }
+
+    /// The bytes themselves. Call sites are the places to audit.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// As a [`Secret`] string, for token validation (bearer tokens are
+    /// ASCII; anything else cannot validate, so a lossy copy is harmless).
+    pub fn to_secret(&self) -> Secret {
+        Secret::new(String::from_utf8_lossy(&self.0).into_owned())
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes(<redacted>)")
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_bytes_keep_non_utf8_and_are_redacted() {
+        let s = SecretBytes::new(b"p\xe4ss".to_vec());
+        assert_eq!(s.expose(), b"p\xe4ss");
+        assert_eq!(format!("{s:?}"), "SecretBytes(<redacted>)");
+        assert_eq!(s.to_secret().expose(), "p\u{fffd}ss");
+    }
 
     #[test]
     fn debug_and_display_are_redacted() {

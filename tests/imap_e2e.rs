@@ -464,6 +464,73 @@ fn password_passthrough_login_plain_and_login_mechanism() {
 }
 
 #[test]
+fn password_passthrough_keeps_a_non_utf8_password_byte_for_byte() {
+    let peers = peers_read();
+    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    let user = peers.str(&["dovecot", "latin1_user", "email"]);
+    let hex = peers.str(&["dovecot", "latin1_user", "password_hex"]);
+    let password: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    assert!(
+        std::str::from_utf8(&password).is_err(),
+        "not a Latin-1 test"
+    );
+
+    // LOGIN with the password in a literal.
+    let mut c = imaps(&peers, &proxy);
+    let mut line = format!("a LOGIN {user} {{{}}}\r\n", password.len()).into_bytes();
+    c.send_bytes(&line);
+    assert!(c.expect_line().starts_with("+ "));
+    line = password.clone();
+    line.extend_from_slice(b"\r\n");
+    c.send_bytes(&line);
+    let r = c.until("a ");
+    assert!(
+        r.last().unwrap().starts_with("a OK"),
+        "{r:?}\n{}",
+        proxy.log()
+    );
+
+    // AUTHENTICATE LOGIN.
+    let mut c = imaps(&peers, &proxy);
+    c.send("a AUTHENTICATE LOGIN\r\n");
+    assert_eq!(c.expect_line(), "+ VXNlcm5hbWU6");
+    c.send(&format!("{}\r\n", b64(user.as_bytes())));
+    assert_eq!(c.expect_line(), "+ UGFzc3dvcmQ6");
+    c.send(&format!("{}\r\n", b64(&password)));
+    let r = c.until("a ");
+    assert!(
+        r.last().unwrap().starts_with("a OK"),
+        "{r:?}\n{}",
+        proxy.log()
+    );
+
+    // AUTHENTICATE PLAIN.
+    let mut c = imaps(&peers, &proxy);
+    let mut plain = format!("\0{user}\0").into_bytes();
+    plain.extend_from_slice(&password);
+    c.send(&format!("a AUTHENTICATE PLAIN {}\r\n", b64(&plain)));
+    let r = c.until("a ");
+    assert!(
+        r.last().unwrap().starts_with("a OK"),
+        "{r:?}\n{}",
+        proxy.log()
+    );
+
+    // The same password made UTF-8 (what a lossy conversion would send) is wrong.
+    let mut c = imaps(&peers, &proxy);
+    let lossy = String::from_utf8_lossy(&password).into_owned();
+    c.send(&format!(
+        "a LOGIN {user} {{{}+}}\r\n{lossy}\r\n",
+        lossy.len()
+    ));
+    let r = c.until("a ");
+    assert!(r.last().unwrap().starts_with("a NO"), "{r:?}");
+}
+
+#[test]
 fn dovecot_sees_the_real_client_address_for_passthrough() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));

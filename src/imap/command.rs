@@ -3,7 +3,7 @@
 //! command, in which literals appear inline as `{n}\r\n<n bytes>` (the
 //! session reads them and appends them before parsing).
 
-use crate::secret::Secret;
+use crate::secret::SecretBytes;
 
 #[derive(Debug)]
 pub struct Command {
@@ -24,7 +24,8 @@ pub enum Kind {
     },
     Login {
         username: Vec<u8>,
-        password: Secret,
+        /// As sent: passed on to the upstream byte for byte.
+        password: SecretBytes,
     },
     /// A command this proxy does not accept before login.
     Other(String),
@@ -137,7 +138,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             match (username, password) {
                 (Some(u), Some(pw)) if p.at_end() => Kind::Login {
                     username: u,
-                    password: Secret::new(String::from_utf8_lossy(&pw).into_owned()),
+                    password: SecretBytes::new(pw),
                 },
                 _ => {
                     return Err(syntax(
@@ -294,22 +295,27 @@ mod tests {
         match kind(b"a LOGIN alice secret") {
             Kind::Login { username, password } => {
                 assert_eq!(username, b"alice");
-                assert_eq!(password.expose(), "secret");
+                assert_eq!(password.expose(), b"secret");
             }
             k => panic!("{k:?}"),
         }
         match kind(b"a LOGIN \"alice@example.com\" \"pa ss\\\"w\\\\d\"") {
             Kind::Login { username, password } => {
                 assert_eq!(username, b"alice@example.com");
-                assert_eq!(password.expose(), "pa ss\"w\\d");
+                assert_eq!(password.expose(), b"pa ss\"w\\d");
             }
             k => panic!("{k:?}"),
         }
         match kind(b"a LOGIN {5}\r\nalice {6+}\r\nse cre") {
             Kind::Login { username, password } => {
                 assert_eq!(username, b"alice");
-                assert_eq!(password.expose(), "se cre");
+                assert_eq!(password.expose(), b"se cre");
             }
+            k => panic!("{k:?}"),
+        }
+        // A Latin-1 password in a literal stays as it was sent.
+        match kind(b"a LOGIN alice {4+}\r\np\xe4ss") {
+            Kind::Login { password, .. } => assert_eq!(password.expose(), b"p\xe4ss"),
             k => panic!("{k:?}"),
         }
     }

@@ -152,16 +152,15 @@ async fn command(
             } else {
                 outcome.mechanism = Some("LOGIN");
                 outcome.user = Some(String::from_utf8_lossy(&username).into_owned());
-                if svc.password_is_token(password.expose().as_bytes()) {
-                    return password_token(
-                        client, svc, outcome, failures, &tag, &username, &password,
-                    )
-                    .await;
+                if svc.password_is_token(password.expose()) {
+                    let token = password.to_secret();
+                    return password_token(client, svc, outcome, failures, &tag, &username, &token)
+                        .await;
                 }
                 let mut cmd = b"LOGIN ".to_vec();
                 cmd.extend(upstream::imap::astring(&username));
                 cmd.push(b' ');
-                cmd.extend(upstream::imap::astring(password.expose().as_bytes()));
+                cmd.extend(upstream::imap::astring(password.expose()));
                 let result = passthrough(client, svc, outcome, failures, &tag, &cmd).await;
                 cmd.fill(0);
                 return result;
@@ -341,7 +340,7 @@ async fn authenticate(
                 message.to_vec()
             };
             let password = match sasl_response(&mut client, tag, "UGFzc3dvcmQ6").await? {
-                Some(Ok(p)) => crate::secret::Secret::new(String::from_utf8_lossy(&p).into_owned()),
+                Some(Ok(p)) => crate::secret::SecretBytes::new(p),
                 Some(Err(bad)) => {
                     client.send(bad.as_bytes()).await?;
                     return Ok(Next::Continue(client));
@@ -349,13 +348,14 @@ async fn authenticate(
                 None => return Ok(Next::Done(std::mem::take(outcome).ended("closed"))),
             };
             outcome.user = Some(String::from_utf8_lossy(&user).into_owned());
-            if svc.password_is_token(password.expose().as_bytes()) {
-                return password_token(client, svc, outcome, failures, tag, &user, &password).await;
+            if svc.password_is_token(password.expose()) {
+                let token = password.to_secret();
+                return password_token(client, svc, outcome, failures, tag, &user, &token).await;
             }
             let mut cmd = b"LOGIN ".to_vec();
             cmd.extend(upstream::imap::astring(&user));
             cmd.push(b' ');
-            cmd.extend(upstream::imap::astring(password.expose().as_bytes()));
+            cmd.extend(upstream::imap::astring(password.expose()));
             let result = passthrough(client, svc, outcome, failures, tag, &cmd).await;
             cmd.fill(0);
             result

@@ -65,6 +65,10 @@ USERS = [
     ("bob@example.com", "bob", "bob-app-password"),
 ]
 
+# A Dovecot-only user whose app password is not UTF-8 (Latin-1 "café"):
+# password passthrough must hand it to Dovecot byte for byte.
+LATIN1_USER = ("carol@example.com", "carol", b"caf\xe9-app-password")
+
 OIDC_BASIC_CLIENT = ["mail-proxy", "proxy-secret"]
 OIDC_POST_CLIENT = ["mail-proxy-post", "post-secret"]
 OIDC_STATIC_TOKEN = "introspect-static-token"
@@ -270,6 +274,10 @@ class Dovecot:
         users.write_text("".join(
             f"{email}:{{PLAIN}}{password}::::{self.mail_dir}/{email.split('@')[1]}/{name}::\n"
             for email, name, password in USERS))
+        email, name, password = LATIN1_USER
+        with users.open("ab") as f:
+            f.write(email.encode() + b":{PLAIN}" + password
+                    + f"::::{self.mail_dir}/{email.split('@')[1]}/{name}::\n".encode())
         # Dovecot's auth process runs as its internal user `dovecot`.
         auth_gid = pwd.getpwnam("dovecot").pw_gid
         for f in (master_users, users):
@@ -442,6 +450,7 @@ service anvil {{
             "log": str(self.log),
             "mail_dir": str(self.mail_dir),
             "pid": self.pid,
+            "latin1_user": {"email": LATIN1_USER[0], "password_hex": LATIN1_USER[2].hex()},
         }
 
 
