@@ -171,7 +171,7 @@ impl Limiter {
 
     /// Counts a new connection from `ip`, or says which limit it exceeds.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
-        let ip = ip.to_canonical();
+        let ip = client_key(ip);
         let mut c = self.connections();
         if c.total >= self.max_total.load(Ordering::Relaxed) {
             return Err(Refusal::Total);
@@ -191,19 +191,32 @@ impl Limiter {
     /// Open connections in total and from `ip`.
     pub fn open(&self, ip: IpAddr) -> (usize, usize) {
         let c = self.connections();
-        let from = c.per_ip.get(&ip.to_canonical()).copied().unwrap_or(0);
+        let from = c.per_ip.get(&client_key(ip)).copied().unwrap_or(0);
         (c.total, from)
     }
 
     /// Records an authentication failure from `ip` and returns how long to
     /// wait before the failure reply.
     pub fn failure_delay(&self, ip: IpAddr) -> Duration {
-        self.penalty.failure(ip.to_canonical(), Instant::now())
+        self.penalty.failure(client_key(ip), Instant::now())
     }
 
     /// A successful login from `ip` clears its penalty (as Dovecot does).
     pub fn login_succeeded(&self, ip: IpAddr) {
-        self.penalty.clear(ip.to_canonical());
+        self.penalty.clear(client_key(ip));
+    }
+}
+
+/// What the per-address limits count: an IPv4 address (also when it
+/// arrives IPv4-mapped), or an IPv6 address's /64 prefix, the smallest
+/// block a site or a customer line is given, so that a client cannot
+/// escape its limits by rotating through the addresses of its own network.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
     }
 }
 
@@ -386,6 +399,23 @@ mod tests {
         let _a = l.admit(ip(7)).unwrap();
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(l.admit(mapped).err(), Some(Refusal::PerIp));
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_prefix() {
+        let l = Limiter::new(&limits(10, 2));
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _a = l.admit(a("2001:db8:1:2::1")).unwrap();
+        let _b = l.admit(a("2001:db8:1:2:ffff:ffff:ffff:ffff")).unwrap();
+        // A third address of the same /64 is over its limit ...
+        assert_eq!(l.admit(a("2001:db8:1:2::3")).err(), Some(Refusal::PerIp));
+        // ... another /64 is not.
+        let _c = l.admit(a("2001:db8:1:3::1")).expect("another /64");
+        assert_eq!(l.open(a("2001:db8:1:2::99")), (3, 2));
+        // The failure penalty is shared by the /64 too.
+        let first = l.failure_delay(a("2001:db8:1:2::1"));
+        assert!(l.failure_delay(a("2001:db8:1:2::2")) > first);
+        assert_eq!(l.failure_delay(a("2001:db8:1:3::2")), first);
     }
 
     #[test]
