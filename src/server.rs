@@ -34,6 +34,15 @@ const STATUS_PERIOD: Duration = Duration::from_secs(5);
 /// Builds every listener's run-time service: loads certificates, builds
 /// HTTP clients and TLS connectors. Used by `check` as well as `run`.
 pub fn build(config: &Config) -> Result<Vec<Arc<Service>>, String> {
+    build_after(config, &BTreeMap::new())
+}
+
+/// [`build`] on a reload: a directory configured exactly as in `previous`
+/// (the running validators, by name) keeps its cached token results.
+fn build_after(
+    config: &Config,
+    previous: &BTreeMap<String, Arc<Validator>>,
+) -> Result<Vec<Arc<Service>>, String> {
     // One acceptor per protocol: each offers its own ALPN name.
     let acceptor = |p: Protocol| match &config.server.tls {
         Some(t) => crate::tls::acceptor_alpn(&t.cert, &t.key, crate::tls::alpn(p))
@@ -49,7 +58,12 @@ pub fn build(config: &Config) -> Result<Vec<Arc<Service>>, String> {
     let limiter = crate::limits::Limiter::shared(&config.server.limits);
     let mut validators = BTreeMap::new();
     for (name, d) in &config.directories {
-        let v = Validator::new(d.clone()).map_err(|e| format!("`directory.{name}`: {e}"))?;
+        let mut v = Validator::new(d.clone()).map_err(|e| format!("`directory.{name}`: {e}"))?;
+        if let Some(old) = previous.get(name) {
+            if v.keep_cache_of(old) {
+                tracing::info!(directory = %name, entries = old.cache_entries(), "unchanged directory keeps its token cache");
+            }
+        }
         validators.insert(name.clone(), Arc::new(v));
     }
     let mut targets = BTreeMap::new();
@@ -183,7 +197,7 @@ impl Server {
     /// the new ones and closes those no longer configured. Established
     /// sessions keep the service they started with.
     async fn apply(&mut self, config: &Config) -> Result<(), String> {
-        let services = build(config)?;
+        let services = build_after(config, &self.validators())?;
         let mut wanted: BTreeMap<SocketAddr, Arc<Service>> = BTreeMap::new();
         for svc in &services {
             for addr in &svc.listener.binds {
@@ -275,6 +289,17 @@ impl Server {
                 tracing::error!(config = %path.display(), "reload refused, the running configuration stays: {e}");
             }
         }
+    }
+
+    /// The running directories' validators, by name.
+    fn validators(&self) -> BTreeMap<String, Arc<Validator>> {
+        let mut all = BTreeMap::new();
+        for b in self.bound.values() {
+            for v in b.service.borrow().directories.iter() {
+                all.entry(v.name().to_string()).or_insert_with(|| v.clone());
+            }
+        }
+        all
     }
 
     async fn stop_accepting(&mut self) {

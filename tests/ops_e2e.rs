@@ -575,3 +575,68 @@ fn json_logs_and_journal_mode_without_timestamps() {
         assert!(!line.starts_with("20"), "{line}");
     }
 }
+
+/// Sends SIGHUP and waits until the proxy logged one more reload.
+fn reload(proxy: &Proxy) {
+    let before = proxy.log().matches("configuration reloaded").count();
+    proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.log().matches("configuration reloaded").count() == before {
+        assert!(Instant::now() < deadline, "no reload:\n{}", proxy.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn reload_keeps_the_token_cache_of_an_unchanged_directory() {
+    // Exclusive: the provider's request counters must be this test's alone.
+    let peers = peers_exclusive();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.directory = format!("{}cache.ttl = \"5m\"\n", opts.directory);
+    let proxy = Proxy::start(&peers, &opts);
+    let port = proxy.port("imaps");
+    let token = mint_token(&peers, "alice", SCOPE, 600);
+    let login = || {
+        let out = curl_subject(port, &peers.ca(), ALICE, &token);
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Welcome"),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            proxy.log()
+        );
+    };
+    let userinfo = || provider_stats(&peers)["userinfo"].as_u64();
+    reset_provider_stats(&peers);
+    login();
+    login();
+    assert_eq!(
+        userinfo(),
+        Some(1),
+        "the cache did not answer the second login"
+    );
+
+    // A reload (say, for a renewed certificate) with the directory unchanged:
+    // the token is not asked about again.
+    let config = std::fs::read_to_string(&proxy.config_path).unwrap();
+    std::fs::write(&proxy.config_path, format!("{config}\n# renewed\n")).unwrap();
+    reload(&proxy);
+    assert!(
+        proxy
+            .log()
+            .contains("unchanged directory keeps its token cache"),
+        "{}",
+        proxy.log()
+    );
+    login();
+    assert_eq!(userinfo(), Some(1), "a reload emptied the token cache");
+
+    // A changed directory starts with an empty cache: its answers may differ.
+    std::fs::write(
+        &proxy.config_path,
+        config.replace("cache.ttl = \"5m\"", "cache.ttl = \"4m\""),
+    )
+    .unwrap();
+    reload(&proxy);
+    login();
+    assert_eq!(userinfo(), Some(2), "a changed directory kept old answers");
+}

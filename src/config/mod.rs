@@ -170,7 +170,7 @@ pub enum IdentityField {
     Email,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Directory {
     pub name: String,
     pub timeout: Duration,
@@ -188,7 +188,7 @@ pub struct Directory {
 
 /// How a directory asks about a token. A missing URL comes from the
 /// issuer's discovery document (`issuer` is then required).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Endpoint {
     UserInfo {
         url: Option<String>,
@@ -201,7 +201,7 @@ pub enum Endpoint {
     Jwt(JwtSettings),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwtSettings {
     /// `jwks.url`; without it, the discovery document's `jwks_uri`.
     pub jwks_url: Option<String>,
@@ -248,7 +248,7 @@ pub const ASYMMETRIC_ALGORITHMS: &[jsonwebtoken::Algorithm] = {
 
 /// Client authentication towards an RFC 7662 introspection endpoint
 /// (Stalwart's `auth.method`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum IntrospectAuth {
     None,
     Basic {
@@ -267,7 +267,7 @@ pub enum IntrospectAuth {
     UserToken,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fields {
     pub email: Option<String>,
     pub username: Option<String>,

@@ -87,6 +87,9 @@ impl Expiry<Key, Entry> for UntilUsable {
     }
 }
 
+/// Cloning shares the entries (a reload keeps them, see
+/// [`super::Validator::keep_cache_of`]).
+#[derive(Clone)]
 pub struct Cache {
     inner: Moka<Key, Entry>,
     settings: CacheSettings,

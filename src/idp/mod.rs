@@ -178,6 +178,22 @@ impl Validator {
         &self.stats
     }
 
+    /// After a reload: takes over `previous`'s cached token results when
+    /// the directory is configured exactly as before (endpoint, fields,
+    /// issuer, audience, scope, cache settings, ...), so that a reload, say
+    /// for a renewed certificate, does not send every client back to the
+    /// provider at once. The HTTP client, keys and discovery stay fresh (a
+    /// renewed CA file is read again). Returns whether it did.
+    pub fn keep_cache_of(&mut self, previous: &Validator) -> bool {
+        match (&self.cache, &previous.cache) {
+            (Some(_), Some(old)) if self.directory == previous.directory => {
+                self.cache = Some(old.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// How many token results the cache holds now (approximate; 0 without a cache).
     pub fn cache_entries(&self) -> u64 {
         self.cache.as_ref().map_or(0, |c| c.entry_count())
