@@ -54,4 +54,28 @@ fn quick_benchmark_finishes_and_writes_a_table() {
         .as_f64()
         .unwrap_or(0.0);
     assert!(logins > 0.0, "no login through the proxy succeeded:\n{md}");
+    // Every session of every cell succeeded (a failed session would make
+    // its rate meaningless), up to c=64 from one address.
+    let summary = v["summary"].as_object().expect("summary");
+    let mut cells = 0;
+    for (contender, row) in summary {
+        for (key, errors) in row.as_object().expect("row") {
+            if key.starts_with("errors_") {
+                cells += 1;
+                assert_eq!(errors.as_u64(), Some(0), "{contender} {key}:\n{md}");
+            }
+        }
+    }
+    assert!(cells >= 12, "only {cells} cells with an error count:\n{md}");
+    assert!(
+        v["summary"]["proxy-provider"]["lps_64"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0,
+        "no c=64 logins through the proxy:\n{md}"
+    );
+    assert!(
+        md.contains("CPU seconds per GiB relayed"),
+        "no CPU budget table:\n{md}"
+    );
 }
