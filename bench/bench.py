@@ -562,6 +562,12 @@ fields.username = "preferred_username"
                 results["fetch"].setdefault(name, []).append(r)
                 log(f"rep {rep + 1} fetch c=4 {name}: {r['mb_per_s']:.0f} MB/s "
                     f"({r['bytes'] / 2**20:.0f} MiB, {r['passes']} passes) cpu {r['cpu_s']:.2f} s")
+        # Idle last, after every login and fetch run: holding 10,000
+        # sessions leaves ~200 Dovecot imap processes behind (client_limit
+        # 50), and every later connection then wakes all of them (a
+        # thundering herd on the shared socket: the whole machine ran at
+        # ~70 % system time and login rates halved for every contender).
+        for rep in range(reps):
             for name, c in contenders.items():
                 if c.get("idle") and "idle" in want:
                     results["idle"].setdefault(name, []).append(self.idle(name, c, sessions))
