@@ -19,7 +19,7 @@ pub enum TlsError {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -47,7 +47,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// Builds the acceptor shared by every TLS listener (TLS 1.2 and 1.3).
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
-    acceptor_alpn(cert, key, &[])
+    acceptor_alpn(cert, key, &[], crate::config::DEFAULT_SESSION_TICKETS)
 }
 
 /// The ALPN protocol names of a mail protocol (RFC 7301; IANA registers
@@ -63,7 +63,16 @@ pub fn alpn(protocol: crate::config::Protocol) -> &'static [&'static [u8]] {
 /// An acceptor that offers `alpn`: a client that sends ALPN must offer one
 /// of these names or its handshake fails (`no_application_protocol`); a
 /// client that sends no ALPN is served as before. Only TLS 1.2 and 1.3.
-pub fn acceptor_alpn(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Result<TlsAcceptor, TlsError> {
+///
+/// `session_tickets` TLS 1.3 tickets follow a full handshake: stateless
+/// ones (encrypted with a key of this acceptor's, rotated every 6 hours),
+/// so any number of clients can resume; 0 turns resumption off.
+pub fn acceptor_alpn(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+    session_tickets: usize,
+) -> Result<TlsAcceptor, TlsError> {
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
@@ -73,6 +82,18 @@ pub fn acceptor_alpn(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Result<TlsAccep
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.send_tls13_tickets = session_tickets;
+    if session_tickets > 0 {
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+    } else {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    }
+    // IMAP and SMTP servers speak first: what is written before the
+    // handshake completes (the greeting) goes out right after the server's
+    // Finished, in its first flight, instead of a round trip later. It is
+    // public text, sent to whoever completes the key exchange.
+    config.send_half_rtt_data = true;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

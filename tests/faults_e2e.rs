@@ -347,7 +347,7 @@ fn tls_server_config(peers: &Peers) -> Arc<rustls::ServerConfig> {
     let key = PrivateKeyDer::from_pem_file(peers.str(&["certs", "key"])).unwrap();
     Arc::new(
         rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .unwrap()

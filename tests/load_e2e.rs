@@ -59,7 +59,7 @@ fn connector(ca: &str) -> TlsConnector {
         roots.add(c.expect("cert")).expect("root");
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("versions")
