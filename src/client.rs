@@ -27,6 +27,9 @@ pub struct Client {
     pub local: SocketAddr,
     deadline: Instant,
     tls_handshake_timeout: std::time::Duration,
+    /// The greeting (IMAP) or banner (SMTP) already went out, in the
+    /// server's first TLS flight (half-RTT data, see `server::handle`).
+    pub greeted: bool,
 }
 
 impl Client {
@@ -44,6 +47,7 @@ impl Client {
             local,
             deadline,
             tls_handshake_timeout: std::time::Duration::from_secs(30),
+            greeted: false,
         }
     }
 

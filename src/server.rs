@@ -45,9 +45,11 @@ fn build_after(
 ) -> Result<Vec<Arc<Service>>, String> {
     // One acceptor per protocol: each offers its own ALPN name.
     let acceptor = |p: Protocol| match &config.server.tls {
-        Some(t) => crate::tls::acceptor_alpn(&t.cert, &t.key, crate::tls::alpn(p))
-            .map(Some)
-            .map_err(|e| format!("`server.tls`: {e}")),
+        Some(t) => {
+            crate::tls::acceptor_alpn(&t.cert, &t.key, crate::tls::alpn(p), t.session_tickets)
+                .map(Some)
+                .map_err(|e| format!("`server.tls`: {e}"))
+        }
         None => Ok(None),
     };
     let acceptors = [
@@ -486,10 +488,23 @@ async fn handle(svc: Arc<Service>, mut tcp: TcpStream, peer: SocketAddr) {
         Err(refusal) => return crate::limits::refuse(&svc, tcp, peer, refusal).await,
     };
     let deadline = started + svc.limits.pre_auth_timeout;
+    let mut greeted = false;
     let stream = match (&svc.tls, svc.listener.tls) {
         (Some(acceptor), TlsMode::Implicit) => {
             let until = deadline.min(started + TLS_HANDSHAKE_TIMEOUT);
-            match tokio::time::timeout_at(until, acceptor.accept(tcp)).await {
+            // The server speaks first in both protocols: its greeting goes
+            // out with the server's Finished (TLS 1.3 half-RTT data, see
+            // `tls::acceptor_alpn`), not one round trip and one write later.
+            let greeting = match svc.listener.protocol {
+                Protocol::Imap => crate::imap::reply::greeting(&svc, true),
+                Protocol::Smtp => crate::smtp::reply::banner(&svc),
+            };
+            let accept = acceptor.accept_with(tcp, |conn| {
+                use std::io::Write;
+                // Buffered by rustls until the handshake keys exist.
+                greeted = conn.writer().write_all(greeting.as_bytes()).is_ok();
+            });
+            match tokio::time::timeout_at(until, accept).await {
                 Ok(Ok(tls)) => MaybeTls::Tls(Box::new(tls)),
                 Ok(Err(e)) => {
                     tracing::info!(listener = %svc.listener.name, client = %peer, "TLS handshake failed: {e}");
@@ -503,7 +518,8 @@ async fn handle(svc: Arc<Service>, mut tcp: TcpStream, peer: SocketAddr) {
         }
         _ => MaybeTls::Plain(tcp),
     };
-    let client = Client::new(stream, peer, local, svc.limits.max_line, deadline);
+    let mut client = Client::new(stream, peer, local, svc.limits.max_line, deadline);
+    client.greeted = greeted;
     let outcome = match svc.listener.protocol {
         Protocol::Imap => crate::imap::serve(client, &svc).await,
         Protocol::Smtp => crate::smtp::serve(client, &svc).await,

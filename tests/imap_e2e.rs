@@ -76,6 +76,43 @@ fn welcome(user: &str) -> String {
 }
 
 #[test]
+fn implicit_tls_greeting_comes_in_the_servers_first_flight() {
+    // TLS 1.3 half-RTT data: the greeting is readable before the client
+    // has sent its Finished (one round trip and one write fewer per login).
+    let peers = peers_read();
+    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    let greeting = first_flight_plaintext(proxy.port("imaps"), &peers.ca());
+    let greeting = String::from_utf8_lossy(&greeting);
+    assert!(
+        greeting.starts_with("* OK [CAPABILITY IMAP4rev1 ") && greeting.ends_with(" ready.\r\n"),
+        "first flight carried {greeting:?}"
+    );
+    assert!(greeting.contains("AUTH=OAUTHBEARER"), "{greeting}");
+    // The session goes on normally from there: one greeting, not two.
+    let mut c = imaps(&peers, &proxy);
+    c.send("a NOOP\r\n");
+    assert_eq!(c.expect_line(), "a OK NOOP completed.");
+}
+
+#[test]
+fn tls_sessions_resume_from_tickets_unless_turned_off() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let peers = peers_read();
+    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    assert_eq!(
+        handshake_kinds(proxy.port("imaps"), &peers.ca()),
+        [Full, Resumed]
+    );
+    let mut opts = ProxyOptions::new(&peers);
+    opts.tls_extra = "session-tickets = 0\n".into();
+    let proxy = Proxy::start(&peers, &opts);
+    assert_eq!(
+        handshake_kinds(proxy.port("imaps"), &peers.ca()),
+        [Full, Full]
+    );
+}
+
+#[test]
 fn curl_oauthbearer_over_implicit_tls_reads_the_mailbox() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));

@@ -222,6 +222,14 @@ fn raw_ready(peers: &Peers, proxy: &Proxy, listener: &str, implicit: bool) -> (R
 }
 
 #[test]
+fn implicit_tls_banner_comes_in_the_servers_first_flight() {
+    let peers = peers_read();
+    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    let banner = first_flight_plaintext(proxy.port("submissions"), &peers.ca());
+    assert_eq!(String::from_utf8_lossy(&banner), "220 proxy.test ESMTP\r\n");
+}
+
+#[test]
 fn curl_sends_with_oauthbearer_on_both_listeners() {
     let peers = peers_read();
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));

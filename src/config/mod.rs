@@ -71,7 +71,13 @@ pub struct Server {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// TLS 1.3 session tickets sent after a full handshake (0: no
+    /// resumption). A client that resumes skips the certificate signature.
+    pub session_tickets: usize,
 }
+
+/// Tickets sent after a full handshake unless configured (rustls's default).
+pub const DEFAULT_SESSION_TICKETS: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -364,10 +370,23 @@ fn server(raw: raw::RawServer) -> Result<Server> {
         }
         None => machine_hostname(),
     };
-    let tls = raw.tls.map(|t| TlsFiles {
-        cert: PathBuf::from(t.cert),
-        key: PathBuf::from(t.key),
-    });
+    let tls = match raw.tls {
+        None => None,
+        Some(t) => Some(TlsFiles {
+            cert: PathBuf::from(t.cert),
+            key: PathBuf::from(t.key),
+            session_tickets: match t.session_tickets {
+                None => DEFAULT_SESSION_TICKETS,
+                Some(n @ 0..=8) => n as usize,
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "server.tls.session-tickets",
+                        "must be a whole number from 0 (no resumption) to 8",
+                    ))
+                }
+            },
+        }),
+    };
     let mut limits = Limits::default();
     let l = raw.limits;
     if let Some(v) = l.pre_auth_timeout {

@@ -38,10 +38,11 @@ pub struct RawMetrics {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawTls {
     pub cert: String,
     pub key: String,
+    pub session_tickets: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -392,3 +392,24 @@ fn invalid_jwt_and_cache_keys_name_the_key() {
         }
     }
 }
+
+#[test]
+fn session_tickets_default_range_and_invalid_value_names_the_key() {
+    let dir = "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+    let with_tls = |extra: &str| {
+        Config::parse(&format!(
+            "{BASE}{dir}[server.tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n{extra}"
+        ))
+    };
+    let tickets = |c: Config| c.server.tls.map(|t| t.session_tickets);
+    assert_eq!(
+        tickets(with_tls("").unwrap()),
+        Some(DEFAULT_SESSION_TICKETS)
+    );
+    assert_eq!(tickets(with_tls("session-tickets = 0").unwrap()), Some(0));
+    assert_eq!(tickets(with_tls("session-tickets = 8").unwrap()), Some(8));
+    for bad in ["session-tickets = 9", "session-tickets = -1"] {
+        let err = with_tls(bad).unwrap_err();
+        assert_eq!(err.key, "server.tls.session-tickets", "{bad}: {err}");
+    }
+}

@@ -9,17 +9,27 @@ use crate::gateway::{Failure, Service};
 /// or on a listener configured without TLS (the administrator vouches for
 /// the path, e.g. loopback).
 pub fn auth_allowed(svc: &Service, client: &Client) -> bool {
-    client.is_tls() || svc.listener.tls == TlsMode::None
+    auth_allowed_on(svc, client.is_tls())
+}
+
+fn auth_allowed_on(svc: &Service, tls: bool) -> bool {
+    tls || svc.listener.tls == TlsMode::None
 }
 
 pub fn capabilities(svc: &Service, client: &Client) -> String {
+    capabilities_on(svc, client.is_tls())
+}
+
+/// The capabilities offered on a connection that is (`tls`) or is not yet
+/// under TLS.
+fn capabilities_on(svc: &Service, tls: bool) -> String {
     let mut caps = String::from("IMAP4rev1 SASL-IR ID");
-    if svc.listener.tls == TlsMode::StartTls && !client.is_tls() {
+    if svc.listener.tls == TlsMode::StartTls && !tls {
         caps.push_str(" STARTTLS LOGINDISABLED");
         return caps;
     }
     caps.push_str(" AUTH=OAUTHBEARER AUTH=XOAUTH2");
-    if svc.listener.accepts_passwords() && auth_allowed(svc, client) {
+    if svc.listener.accepts_passwords() && auth_allowed_on(svc, tls) {
         caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
     } else {
         caps.push_str(" LOGINDISABLED");
@@ -27,10 +37,11 @@ pub fn capabilities(svc: &Service, client: &Client) -> String {
     caps
 }
 
-pub fn greeting(svc: &Service, client: &Client) -> String {
+/// The greeting on a connection that is (`tls`) or is not yet under TLS.
+pub fn greeting(svc: &Service, tls: bool) -> String {
     format!(
         "* OK [CAPABILITY {}] {} ready.\r\n",
-        capabilities(svc, client),
+        capabilities_on(svc, tls),
         svc.hostname
     )
 }

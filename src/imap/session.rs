@@ -21,10 +21,11 @@ enum Next {
 
 pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
     let mut outcome = Outcome::default();
-    if client
-        .send(reply::greeting(svc, &client).as_bytes())
-        .await
-        .is_err()
+    if !client.greeted
+        && client
+            .send(reply::greeting(svc, client.is_tls()).as_bytes())
+            .await
+            .is_err()
     {
         return outcome.ended("closed");
     }

@@ -39,7 +39,7 @@ impl State {
 
 pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
     let mut st = State::default();
-    if client.send(reply::banner(svc).as_bytes()).await.is_err() {
+    if !client.greeted && client.send(reply::banner(svc).as_bytes()).await.is_err() {
         return st.outcome.ended("closed");
     }
     loop {

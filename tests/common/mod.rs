@@ -257,6 +257,8 @@ pub struct ProxyOptions {
     pub listener_extra: String,
     /// `identity` of the Dovecot upstream ("email" by default).
     pub imap_identity: &'static str,
+    /// Raw TOML added to `[server.tls]` (e.g. `session-tickets = 0`).
+    pub tls_extra: String,
 }
 
 impl ProxyOptions {
@@ -280,6 +282,7 @@ impl ProxyOptions {
             listener_directories: "\"test\"".to_string(),
             listener_extra: String::new(),
             imap_identity: "email",
+            tls_extra: String::new(),
         }
     }
 }
@@ -307,10 +310,11 @@ impl Proxy {
         ports: &BTreeMap<String, u16>,
     ) -> String {
         let mut c = format!(
-            "[server]\nhostname = \"proxy.test\"\n{}\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[server.limits]\nauth-failure-delay = \"{}\"\nmax-auth-failures = {}\npre-auth-timeout = \"{}\"\n{}\n",
+            "[server]\nhostname = \"proxy.test\"\n{}\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}\n[server.limits]\nauth-failure-delay = \"{}\"\nmax-auth-failures = {}\npre-auth-timeout = \"{}\"\n{}\n",
             opts.server_extra,
             peers.str(&["certs", "cert"]),
             peers.str(&["certs", "key"]),
+            opts.tls_extra,
             opts.auth_failure_delay,
             opts.max_auth_failures,
             opts.pre_auth_timeout,
@@ -557,7 +561,7 @@ impl Write for RawStream {
     }
 }
 
-fn tls_config(ca: &str) -> Arc<rustls::ClientConfig> {
+pub fn tls_config(ca: &str) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).expect("ca") {
@@ -565,7 +569,7 @@ fn tls_config(ca: &str) -> Arc<rustls::ClientConfig> {
     }
     Arc::new(
         rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .expect("versions")
@@ -708,4 +712,69 @@ pub fn python_client(script: &str) -> PathBuf {
 
 pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
+}
+
+/// Starts a TLS handshake with `port` and reads the server's first flight
+/// without ever sending the client's Finished; returns the application
+/// data that flight carried (half-RTT data: the greeting or banner).
+pub fn first_flight_plaintext(port: u16, ca: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut conn = rustls::ClientConnection::new(tls_config(ca), name).expect("client");
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // The ClientHello, and nothing after it.
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).expect("client hello");
+    tcp.write_all(&hello).expect("send client hello");
+    let mut plaintext = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match conn.read_tls(&mut tcp) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+            Err(e) => panic!("reading the server's flight: {e}"),
+        }
+        conn.process_new_packets().expect("server flight");
+        let mut chunk = [0u8; 4096];
+        match conn.reader().read(&mut chunk) {
+            Ok(n) => plaintext.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("reading plaintext: {e}"),
+        }
+        if plaintext.ends_with(b"\r\n") {
+            break;
+        }
+    }
+    plaintext
+}
+
+/// Two TLS connections to `port` from one client configuration (which
+/// keeps the tickets it receives), each with a `NOOP` answered; how each
+/// handshake went (full, or resumed from the first connection's ticket).
+pub fn handshake_kinds(port: u16, ca: &str) -> Vec<rustls::HandshakeKind> {
+    use std::io::{Read, Write};
+    let config = tls_config(ca);
+    (0..2)
+        .map(|_| {
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+            let conn = rustls::ClientConnection::new(config.clone(), name).expect("client");
+            let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            tcp.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            s.write_all(b"a NOOP\r\n").expect("send NOOP");
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !String::from_utf8_lossy(&got).contains("a OK") {
+                let n = s.read(&mut chunk).expect("read");
+                assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&chunk[..n]);
+            }
+            s.conn.handshake_kind().expect("handshake done")
+        })
+        .collect()
 }
