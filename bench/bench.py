@@ -331,6 +331,7 @@ hostname = "proxy.bench"
 [server.tls]
 cert = "{self.certs['cert']}"
 key = "{self.certs['key']}"
+{self.opts.proxy_tls_toml}
 
 [server.limits]
 pre-auth-timeout = "60s"
@@ -477,14 +478,29 @@ fields.username = "preferred_username"
                 "pids": lambda: [self.proxy_warm.pid], "login": True, "fetch": False}
         return c
 
-    def loadgen(self, mode: str, args: list[str], timeout: float, perf: str | None = None) -> dict:
+    def login_budget_now(self, name: str) -> dict:
+        """CPU seconds so far of Dovecot, the contender's helper (nginx's
+        auth_http responder, the proxy's OpenID provider) and the load
+        generator (reaped children); the contender itself is measured by
+        the caller."""
+        helper = []
+        if name.startswith("nginx"):
+            helper = [self.auth_http.pid]
+        elif name.startswith("proxy"):
+            helper = [self.oidc.pid]
+        return {"dovecot": cpu_seconds(group_pids(self.dovecot.pid)),
+                "helper": cpu_seconds(helper),
+                "client": children_cpu_seconds()}
+
+    def loadgen(self, mode: str, args: list[str], timeout: float, perf: str | None = None,
+                perf_pid: int | None = None) -> dict:
         cmd = [self.opts.loadgen_bin, mode, *args]
         recorder = None
         if perf and self.opts.perf:
             # perf record on the proxy for this run (first repetition only).
             Path(self.opts.perf).mkdir(parents=True, exist_ok=True)
             recorder = subprocess.Popen(
-                ["perf", "record", "-F", "1999", "-g", "-p", str(self.proxy.pid), "-o",
+                ["perf", "record", "-F", "1999", "-g", "-p", str(perf_pid or self.proxy.pid), "-o",
                  str(Path(self.opts.perf) / f"{perf}.data")],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.3)
@@ -508,8 +524,17 @@ fields.username = "preferred_username"
         reps = 1 if q else self.opts.reps
         duration = 1.0 if q else self.opts.duration
         concurrencies = concurrency_levels(q)
+        if self.opts.concurrency:
+            concurrencies = [int(c) for c in self.opts.concurrency.split(",")]
         sessions = 200 if q else self.opts.sessions
         contenders = self.contenders()
+        if self.opts.contenders:
+            keep = self.opts.contenders.split(",")
+            unknown = [k for k in keep if k not in contenders]
+            if unknown:
+                raise SystemExit(f"bench: unknown contender(s) {unknown}; "
+                                 f"known: {','.join(contenders)}")
+            contenders = {k: v for k, v in contenders.items() if k in keep}
         results: dict = {"login": {}, "fetch": {}, "idle": {}}
 
         want = set(self.opts.scenarios.split(","))
@@ -520,18 +545,31 @@ fields.username = "preferred_username"
                         continue
                     pids = c["pids"]()
                     cpu0 = cpu_seconds(pids)
+                    budget0 = self.login_budget_now(name)
                     r = self.loadgen("login", [*c["args"], "--concurrency", str(conc),
                                                "--duration", str(duration),
                                                "--warmup", "0.2" if q else "0.5"],
                                      timeout=120 + duration,
-                                     perf=f"login-c{conc}" if name == "proxy-provider"
-                                     and rep == 0 else None)
+                                     perf=f"login-{name}-c{conc}"
+                                     if name.startswith("proxy") and rep == 0 else None,
+                                     perf_pid=c["pids"]()[0])
                     r["cpu_s"] = cpu_seconds(c["pids"]()) - cpu0
                     # CPU over warm-up + measured time; logins scaled likewise.
                     warm = 0.2 if q else 0.5
                     logins_total = r["logins_per_s"] * (duration + warm)
                     r["cpu_s_per_1000"] = (r["cpu_s"] / logins_total * 1000
                                            if logins_total else None)
+                    budget1 = self.login_budget_now(name)
+                    r["budget_ms_per_login"] = None if not logins_total else {
+                        part: (budget1[part] - budget0[part]) / logins_total * 1000
+                        for part in budget0}
+                    if name.startswith("dovecot") and r["budget_ms_per_login"]:
+                        r["budget_ms_per_login"]["middle"] = 0.0
+                    else:
+                        r["budget_ms_per_login"] and r["budget_ms_per_login"].update(
+                            middle=r["cpu_s"] / logins_total * 1000)
+                    if self.opts.perf and r["budget_ms_per_login"]:
+                        r["budget_ms_per_login"]["client"] = None  # perf is a child too
                     results["login"].setdefault(name, {}).setdefault(str(conc), []).append(r)
                     log(f"rep {rep + 1} login c={conc} {name}: {r['logins_per_s']:.0f}/s "
                         f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms "
@@ -910,6 +948,15 @@ def main() -> int:
                     help="only rewrite OUT/benchmarks.md and .png from a saved results.json")
     ap.add_argument("--scenarios", default="login,fetch,idle",
                     help="comma-separated subset of login,fetch,idle")
+    ap.add_argument("--proxy-tls-toml", metavar="TOML", default="session-tickets = 0",
+                    help="lines added to the proxies' [server.tls]; the default turns TLS "
+                         "tickets off, as nginx's ssl_session_tickets off (the load "
+                         "generator never resumes)")
+    ap.add_argument("--contenders", metavar="NAMES",
+                    help="comma-separated subset of the contenders (for A/B runs), e.g. "
+                         "nginx-tls,proxy-warm; default: all")
+    ap.add_argument("--concurrency", metavar="LIST",
+                    help="comma-separated login concurrencies instead of 1,16,128")
     ap.add_argument("--perf", metavar="DIR",
                     help="perf record the proxy in the first repetition into DIR/*.data")
     opts = ap.parse_args()

@@ -163,13 +163,25 @@ fn client_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
             .add(c.map_err(|e| format!("{ca}: {e}"))?)
             .map_err(|e| e.to_string())?;
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    // Thunderbird's (NSS's) TLS 1.3 preference: AES-128-GCM first, then
+    // ChaCha20-Poly1305, then AES-256-GCM. Every contender honours the
+    // client's order (OpenSSL's, Dovecot's and rustls's default).
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    {
+        use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+        let first = [
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+        ];
+        provider.cipher_suites.retain(|s| !first.contains(s));
+        provider.cipher_suites.splice(0..0, first);
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     // Every login pays a full handshake, as a fresh client would.
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
