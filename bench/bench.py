@@ -681,6 +681,9 @@ def summarize(results: dict) -> dict:
             row[f"p99_{conc}"] = med([r["p99_ms"] for r in runs])
             row[f"cpu1000_{conc}"] = med([r["cpu_s_per_1000"] for r in runs])
             row[f"errors_{conc}"] = sum(r["errors"] for r in runs)
+            for part in ("dovecot", "helper", "middle", "client"):
+                row[f"lbudget_{part}_{conc}"] = med(
+                    [(r.get("budget_ms_per_login") or {}).get(part) for r in runs])
     for name, runs in results["fetch"].items():
         row = s.setdefault(name, {})
         row["mbps"] = med([r["mb_per_s"] for r in runs])
@@ -790,6 +793,20 @@ def write_report(out: Path, info: dict, results: dict, quick: bool, concurrencie
         # Dovecot's own cost remain.
         bound = dp_total / (pp_d + pp_c)
     budget_table = "\n".join(budget) if len(budget) > 2 else "(not measured)"
+    # The same for logins at the highest concurrency, where the machine's
+    # CPUs are the limit: what one login costs each process.
+    lb = [f"| contender | Dovecot | helper (auth_http / provider) | in the middle | client | "
+          f"total | ceiling at {nproc} CPUs, logins/s | measured logins/s |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, row in s.items():
+        parts = [row.get(f"lbudget_{k}_{top}") for k in ("dovecot", "helper", "middle", "client")]
+        if row.get(f"lps_{top}") is None or any(v is None for v in parts):
+            continue
+        total = sum(parts)
+        lb.append(f"| {labels[name]} | " + " | ".join(fmt(v, 3) for v in parts)
+                  + f" | {fmt(total, 3)} | {fmt(nproc / total * 1000)} | "
+                  f"{fmt(row[f'lps_{top}'])} |")
+    login_budget_table = "\n".join(lb) if len(lb) > 2 else "(not measured)"
     bound_text = ("" if bound is None else
                   f"\nEven a proxy that cost no CPU at all would reach at most {bound:.2f}× "
                   "Dovecot direct plaintext here (Dovecot's and the TLS client's CPU "
@@ -862,6 +879,11 @@ interleaved, medians. Idle sessions per contender: {sessions}.
 Ratios (same run):
 
 {ratio_table}
+
+CPU milliseconds per login at c={top}, for every process involved (the
+helper is nginx's auth_http responder or the proxy's OpenID provider):
+
+{login_budget_table}
 
 CPU seconds per GiB relayed (fetch c=4), for every process involved:
 
