@@ -68,7 +68,12 @@ fn main() -> ExitCode {
 
 fn run(config: Config, path: PathBuf) -> ExitCode {
     init_logging(config.server.log_json);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Signals, reloads, metrics and the directories' background work; the
+    // sessions run on `server.workers` threads of their own (server.rs).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

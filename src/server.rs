@@ -107,6 +107,58 @@ fn build_after(
         .collect()
 }
 
+/// The threads that run sessions: one single-threaded event loop each, as
+/// nginx's worker processes. Every worker accepts on its own registration
+/// of each listening socket, so a session stays on the thread that
+/// accepted it, with no hand-over and no work stealing between threads
+/// (measured in docs/benchmarks.md). The main runtime keeps signals,
+/// reloads, metrics and the directories' background refreshes.
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+}
+
+impl Workers {
+    fn start(n: usize) -> Result<Workers, String> {
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start session worker {i}: {e}"))?;
+            handles.push(runtime.handle().clone());
+            // Runs its tasks until the process ends.
+            std::thread::Builder::new()
+                .name(format!("session-{i}"))
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .map_err(|e| format!("cannot start session worker {i}: {e}"))?;
+        }
+        Ok(Workers { handles })
+    }
+
+    /// One accept loop per worker on `socket`, each with its own
+    /// registration of the same listening socket.
+    fn accept(
+        &self,
+        socket: TcpListener,
+        service: watch::Receiver<Arc<Service>>,
+        sessions: &Arc<Sessions>,
+    ) -> std::io::Result<Vec<JoinHandle<()>>> {
+        let socket = socket.into_std()?;
+        let mut loops = Vec::with_capacity(self.handles.len());
+        for handle in &self.handles {
+            let own = socket.try_clone()?;
+            let (service, sessions) = (service.clone(), sessions.clone());
+            loops.push(handle.spawn(async move {
+                match TcpListener::from_std(own) {
+                    Ok(listener) => accept_loop(service, listener, sessions).await,
+                    Err(e) => tracing::error!("cannot register a listening socket: {e}"),
+                }
+            }));
+        }
+        Ok(loops)
+    }
+}
+
 /// Binds every listener, tells systemd it is ready, and serves until
 /// SIGINT or SIGTERM; SIGHUP reloads `config_path`.
 pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
@@ -123,6 +175,8 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
         log_json: config.server.log_json,
         bound: BTreeMap::new(),
         sessions: Arc::new(Sessions::default()),
+        workers: Workers::start(config.server.workers)?,
+        worker_count: config.server.workers,
     };
     server.apply(&config).await?;
     if let Some(addr) = config.server.metrics {
@@ -185,12 +239,16 @@ struct Server {
     log_json: bool,
     bound: BTreeMap<SocketAddr, Bound>,
     sessions: Arc<Sessions>,
+    workers: Workers,
+    /// `server.workers` at start (a reload warns about a change).
+    worker_count: usize,
 }
 
-/// One bound socket: its accept loop and the service new connections get.
+/// One bound socket: its accept loops (one per worker) and the service new
+/// connections get.
 struct Bound {
     service: watch::Sender<Arc<Service>>,
-    accept: JoinHandle<()>,
+    accept: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -241,7 +299,10 @@ impl Server {
             let svc = wanted[&addr].clone();
             tracing::info!(listener = %svc.listener.name, address = %addr, "listening");
             let (tx, rx) = watch::channel(svc);
-            let accept = tokio::spawn(accept_loop(rx, socket, self.sessions.clone()));
+            let accept = self
+                .workers
+                .accept(socket, rx, &self.sessions)
+                .map_err(|e| format!("cannot accept on {addr}: {e}"))?;
             self.bound.insert(
                 addr,
                 Bound {
@@ -275,9 +336,10 @@ impl Server {
                 self.shutdown_timeout = config.server.shutdown_timeout;
                 if config.server.metrics != self.metrics_bind
                     || config.server.log_json != self.log_json
+                    || config.server.workers != self.worker_count
                 {
                     tracing::warn!(
-                        "`server.metrics` and `server.log-format` changes take effect at the next restart"
+                        "`server.metrics`, `server.log-format` and `server.workers` changes take effect at the next restart"
                     );
                 }
                 metrics.reloads.get_or_create(&result_label("ok")).inc();
@@ -315,8 +377,12 @@ impl Bound {
     /// Stops the accept loop and waits until its socket is closed (the
     /// aborted task is dropped at once: it only awaits `accept`).
     async fn close(self) {
-        self.accept.abort();
-        let _ = self.accept.await;
+        for accept in &self.accept {
+            accept.abort();
+        }
+        for accept in self.accept {
+            let _ = accept.await;
+        }
     }
 }
 

@@ -95,6 +95,39 @@ fn implicit_tls_greeting_comes_in_the_servers_first_flight() {
 }
 
 #[test]
+fn sessions_run_on_the_configured_worker_threads() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.server_extra = "workers = 3\n".into();
+    let proxy = Proxy::start(&peers, &opts);
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", proxy.pid()))
+        .expect("task list")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with("session-"))
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["session-0", "session-1", "session-2"], "{names:?}");
+    // Several sessions at once, all served (whichever worker accepts).
+    let token = mint_token(&peers, "alice", SCOPE, 300);
+    let mut clients: Vec<Raw> = (0..6).map(|_| imaps(&peers, &proxy)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(&format!(
+            "a{i} AUTHENTICATE OAUTHBEARER {}\r\n",
+            oauthbearer(None, &token)
+        ));
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let lines = c.until(&format!("a{i} "));
+        assert!(
+            lines.last().unwrap().starts_with(&format!("a{i} OK")),
+            "{lines:?}"
+        );
+    }
+}
+
+#[test]
 fn tls_sessions_resume_from_tickets_unless_turned_off() {
     use rustls::HandshakeKind::{Full, Resumed};
     let peers = peers_read();

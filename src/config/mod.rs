@@ -63,6 +63,9 @@ pub struct Server {
     pub log_json: bool,
     /// How long SIGTERM/SIGINT waits for sessions before closing them.
     pub shutdown_timeout: Duration,
+    /// Threads that run sessions, each its own event loop (default: one
+    /// per CPU). Takes effect at start.
+    pub workers: usize,
     /// Where Prometheus scrapes `/metrics` (and `/healthz`), if anywhere.
     pub metrics: Option<SocketAddr>,
 }
@@ -470,6 +473,16 @@ fn server(raw: raw::RawServer) -> Result<Server> {
             })
         })
         .transpose()?;
+    let workers = match raw.workers {
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(n @ 1..=1024) => n as usize,
+        Some(_) => {
+            return Err(ConfigError::new(
+                "server.workers",
+                "must be a whole number from 1 to 1024 (leave it out for one per CPU)",
+            ))
+        }
+    };
     Ok(Server {
         hostname,
         tls,
@@ -477,6 +490,7 @@ fn server(raw: raw::RawServer) -> Result<Server> {
         log_json,
         shutdown_timeout,
         metrics,
+        workers,
     })
 }
 

@@ -29,6 +29,8 @@ pub struct RawServer {
     /// How long a graceful stop waits for sessions to finish.
     pub shutdown_timeout: Option<String>,
     pub metrics: Option<RawMetrics>,
+    /// Session threads (default: one per CPU).
+    pub workers: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

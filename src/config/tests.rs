@@ -413,3 +413,21 @@ fn session_tickets_default_range_and_invalid_value_names_the_key() {
         assert_eq!(err.key, "server.tls.session-tickets", "{bad}: {err}");
     }
 }
+
+#[test]
+fn workers_default_to_the_cpus_and_invalid_counts_name_the_key() {
+    let dir = "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+    let with = |line: &str| {
+        Config::parse(&format!("{BASE}{dir}").replace(
+            "hostname = \"mail.example.com\"",
+            &format!("hostname = \"mail.example.com\"\n{line}"),
+        ))
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(with("").unwrap().server.workers, cpus);
+    assert_eq!(with("workers = 3").unwrap().server.workers, 3);
+    for bad in ["workers = 0", "workers = 5000"] {
+        let err = with(bad).unwrap_err();
+        assert_eq!(err.key, "server.workers", "{bad}: {err}");
+    }
+}
