@@ -144,18 +144,24 @@ impl Workers {
         sessions: &Arc<Sessions>,
     ) -> std::io::Result<Vec<JoinHandle<()>>> {
         let socket = socket.into_std()?;
-        let mut loops = Vec::with_capacity(self.handles.len());
-        for handle in &self.handles {
-            let own = socket.try_clone()?;
-            let (service, sessions) = (service.clone(), sessions.clone());
-            loops.push(handle.spawn(async move {
-                match TcpListener::from_std(own) {
-                    Ok(listener) => accept_loop(service, listener, sessions).await,
-                    Err(e) => tracing::error!("cannot register a listening socket: {e}"),
-                }
-            }));
-        }
-        Ok(loops)
+        // Every descriptor first: a failure leaves no loop running.
+        let own = (0..self.handles.len())
+            .map(|_| socket.try_clone())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(self
+            .handles
+            .iter()
+            .zip(own)
+            .map(|(handle, own)| {
+                let (service, sessions) = (service.clone(), sessions.clone());
+                handle.spawn(async move {
+                    match TcpListener::from_std(own) {
+                        Ok(listener) => accept_loop(service, listener, sessions).await,
+                        Err(e) => tracing::error!("cannot register a listening socket: {e}"),
+                    }
+                })
+            })
+            .collect())
     }
 }
 
@@ -176,7 +182,6 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
         bound: BTreeMap::new(),
         sessions: Arc::new(Sessions::default()),
         workers: Workers::start(config.server.workers)?,
-        worker_count: config.server.workers,
     };
     server.apply(&config).await?;
     if let Some(addr) = config.server.metrics {
@@ -240,8 +245,6 @@ struct Server {
     bound: BTreeMap<SocketAddr, Bound>,
     sessions: Arc<Sessions>,
     workers: Workers,
-    /// `server.workers` at start (a reload warns about a change).
-    worker_count: usize,
 }
 
 /// One bound socket: its accept loops (one per worker) and the service new
@@ -336,7 +339,7 @@ impl Server {
                 self.shutdown_timeout = config.server.shutdown_timeout;
                 if config.server.metrics != self.metrics_bind
                     || config.server.log_json != self.log_json
-                    || config.server.workers != self.worker_count
+                    || config.server.workers != self.workers.handles.len()
                 {
                     tracing::warn!(
                         "`server.metrics`, `server.log-format` and `server.workers` changes take effect at the next restart"

@@ -45,11 +45,6 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// Builds the acceptor shared by every TLS listener (TLS 1.2 and 1.3).
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
-    acceptor_alpn(cert, key, &[], crate::config::DEFAULT_SESSION_TICKETS)
-}
-
 /// The ALPN protocol names of a mail protocol (RFC 7301; IANA registers
 /// `imap` and `smtp`, and ALPACA-style cross-protocol attacks are refused
 /// by offering only the listener's own).

@@ -21,6 +21,10 @@ login.username = "proxy"
 login.secret = "s3cret"
 "#;
 
+/// The smallest directory block, for tests about other sections.
+const USERINFO_DIRECTORY: &str =
+    "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+
 fn with_directory(block: &str) -> Result<Config> {
     Config::parse(&format!("{BASE}\n{block}"))
 }
@@ -134,7 +138,7 @@ fn secrets_from_env_and_file() {
 /// Each invalid configuration fails with a message naming the key.
 #[test]
 fn invalid_configurations_name_the_key() {
-    let dir = "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+    let dir = USERINFO_DIRECTORY;
     let full = format!("{BASE}{dir}");
     let cases: Vec<(String, &str)> = vec![
         (
@@ -224,7 +228,7 @@ fn invalid_configurations_name_the_key() {
 
 #[test]
 fn hardening_limits_parse_and_invalid_ones_name_the_key() {
-    let dir = "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+    let dir = USERINFO_DIRECTORY;
     let limits = "[server.limits]\nidle-timeout = \"30m\"\nmax-connections = 100\nmax-connections-per-ip = 5\n";
     let c = Config::parse(&format!("{BASE}{dir}{limits}")).unwrap();
     assert_eq!(c.server.limits.idle_timeout, Duration::from_secs(1800));
@@ -395,7 +399,7 @@ fn invalid_jwt_and_cache_keys_name_the_key() {
 
 #[test]
 fn session_tickets_default_range_and_invalid_value_names_the_key() {
-    let dir = "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+    let dir = USERINFO_DIRECTORY;
     let with_tls = |extra: &str| {
         Config::parse(&format!(
             "{BASE}{dir}[server.tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n{extra}"
@@ -416,7 +420,7 @@ fn session_tickets_default_range_and_invalid_value_names_the_key() {
 
 #[test]
 fn workers_default_to_the_cpus_and_invalid_counts_name_the_key() {
-    let dir = "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+    let dir = USERINFO_DIRECTORY;
     let with = |line: &str| {
         Config::parse(&format!("{BASE}{dir}").replace(
             "hostname = \"mail.example.com\"",
