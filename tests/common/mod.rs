@@ -606,12 +606,26 @@ impl Raw {
 
     /// Starts TLS on the connection (after STARTTLS was accepted).
     pub fn upgrade(&mut self) {
+        self.upgrade_with(tls_config(&self.ca));
+    }
+
+    /// Starts TLS with a given client configuration (e.g. one that keeps
+    /// the tickets of earlier connections).
+    pub fn upgrade_with(&mut self, config: Arc<rustls::ClientConfig>) {
         let RawStream::Plain(tcp) = std::mem::replace(&mut self.stream, RawStream::Gone) else {
             panic!("already TLS")
         };
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-        let conn = rustls::ClientConnection::new(tls_config(&self.ca), name).expect("tls");
+        let conn = rustls::ClientConnection::new(config, name).expect("tls");
         self.stream = RawStream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)));
+    }
+
+    /// How the TLS handshake went (full, or resumed from a ticket).
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        match &self.stream {
+            RawStream::Tls(s) => s.conn.handshake_kind(),
+            _ => None,
+        }
     }
 
     pub fn send(&mut self, text: &str) {
@@ -756,25 +770,14 @@ pub fn first_flight_plaintext(port: u16, ca: &str) -> Vec<u8> {
 /// keeps the tickets it receives), each with a `NOOP` answered; how each
 /// handshake went (full, or resumed from the first connection's ticket).
 pub fn handshake_kinds(port: u16, ca: &str) -> Vec<rustls::HandshakeKind> {
-    use std::io::{Read, Write};
     let config = tls_config(ca);
     (0..2)
         .map(|_| {
-            let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-            let conn = rustls::ClientConnection::new(config.clone(), name).expect("client");
-            let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-            tcp.set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            let mut s = rustls::StreamOwned::new(conn, tcp);
-            s.write_all(b"a NOOP\r\n").expect("send NOOP");
-            let mut got = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !String::from_utf8_lossy(&got).contains("a OK") {
-                let n = s.read(&mut chunk).expect("read");
-                assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
-                got.extend_from_slice(&chunk[..n]);
-            }
-            s.conn.handshake_kind().expect("handshake done")
+            let mut c = Raw::connect(port, false, ca);
+            c.upgrade_with(config.clone());
+            c.send("a NOOP\r\n");
+            c.until("a OK");
+            c.handshake_kind().expect("handshake done")
         })
         .collect()
 }
