@@ -95,8 +95,9 @@ fn run(config: Config, path: PathBuf) -> ExitCode {
 
 fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
+    let spec = std::env::var("OAUTHBEARER_PROXY_LOG").unwrap_or_else(|_| "info".into());
     let filter =
-        EnvFilter::try_from_env("OAUTHBEARER_PROXY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+        EnvFilter::try_new(quiet_tls_noise(&spec)).unwrap_or_else(|_| EnvFilter::new("info"));
     // Under systemd the journal adds its own timestamps.
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
     use std::io::IsTerminal;
@@ -109,4 +110,17 @@ fn init_logging(json: bool) {
         (false, true) => builder.without_time().init(),
         (false, false) => builder.init(),
     }
+}
+
+/// rustls warns once per handshake about what a client put in its hello
+/// (an IP address in SNI, as PHP, GnuTLS and Go clients that connect by
+/// address do): noise, one line per connection, in an administrator's
+/// journal. Those messages come from one module; they are shown only when
+/// the log level is debug or finer, or the filter names rustls itself.
+fn quiet_tls_noise(spec: &str) -> String {
+    let lower = spec.to_ascii_lowercase();
+    if lower.contains("rustls") || lower.contains("debug") || lower.contains("trace") {
+        return spec.to_string();
+    }
+    format!("{spec},rustls::msgs::handshake=error")
 }
