@@ -80,9 +80,17 @@ impl Client {
             .ok()?
     }
 
+    /// Writes and flushes `bytes`, bounded by the pre-auth deadline like
+    /// every read: a client that stops reading cannot hold its connection
+    /// (and its place in the connection limits) past it.
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await?;
-        self.stream.flush().await
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout_at(self.deadline, write)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "pre-auth deadline passed"))?
     }
 
     /// Upgrades to TLS. Plaintext the client sent behind STARTTLS is
@@ -106,5 +114,16 @@ impl Client {
     /// Bytes the client pipelined past its last command (for the relay).
     pub fn take_buffered(&mut self) -> Vec<u8> {
         self.reader.take_buffered()
+    }
+}
+
+/// The `result` word of a connection that ended on an I/O error during
+/// pre-authentication: `timeout` when a write ran into the deadline (a
+/// client that stopped reading), else `closed`.
+pub fn io_end(e: &io::Error) -> &'static str {
+    if e.kind() == io::ErrorKind::TimedOut {
+        "timeout"
+    } else {
+        "closed"
     }
 }
