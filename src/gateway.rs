@@ -94,6 +94,15 @@ impl Failure {
     }
 }
 
+/// The credentials of a password login whose password is a token.
+#[derive(Clone, Copy)]
+pub struct PasswordToken<'a> {
+    /// PLAIN's authorization identity, if the mechanism has one.
+    pub authzid: Option<&'a [u8]>,
+    pub username: &'a [u8],
+    pub token: &'a Secret,
+}
+
 pub struct Success {
     pub user: String,
     pub upstream: LoggedIn,
@@ -150,12 +159,25 @@ impl Service {
         handoff: Handoff<'_>,
     ) -> Result<Success, Failure> {
         let result = self.bearer_login_once(client, mech, message, handoff).await;
-        let word = match &result {
+        self.verdict(client, mech.name(), &result);
+        result
+    }
+
+    /// Books a login's verdict the moment it is known, before the client is
+    /// told and whatever it does next (hanging up after the error
+    /// challenge must not dodge the penalty): the `logins` metric, and the
+    /// client's failure in the per-address penalty.
+    fn verdict(&self, client: ClientInfo, mechanism: &str, result: &Result<Success, Failure>) {
+        let word = match result {
             Ok(_) => "ok",
             Err(f) => f.metric_label(),
         };
-        crate::metrics::global().login(&self.listener.name, mech.name(), word);
-        result
+        crate::metrics::global().login(&self.listener.name, mechanism, word);
+        if let Err(f) = result {
+            if f.is_client_fault() {
+                self.limiter.record_failure(client.peer.ip());
+            }
+        }
     }
 
     async fn bearer_login_once(
@@ -185,15 +207,35 @@ impl Service {
 
     /// A login whose password is a bearer token: validated like
     /// OAUTHBEARER, and the given user name must name the token's identity.
+    /// PLAIN's authorization identity (empty or absent: none) must be the
+    /// user name itself. `mechanism` names the metric row.
     pub async fn password_token_login(
         &self,
         client: ClientInfo,
-        username: &str,
-        token: &Secret,
+        mechanism: &str,
+        creds: PasswordToken<'_>,
         handoff: Handoff<'_>,
     ) -> Result<Success, Failure> {
-        self.token_login(client, Some(username), token, handoff)
-            .await
+        let PasswordToken {
+            authzid,
+            username,
+            token,
+        } = creds;
+        let refused = |reason: &str| Failure::Refused {
+            status: challenge::Status::InvalidRequest,
+            reason: reason.to_string(),
+            directory: None,
+        };
+        let result = match (std::str::from_utf8(username), authzid) {
+            (Err(_), _) => Err(refused("the user name is not UTF-8")),
+            (Ok(""), _) => Err(refused("empty user name")),
+            (Ok(_), Some(a)) if !a.is_empty() && !a.eq_ignore_ascii_case(username) => Err(refused(
+                "PLAIN authorization identity differs from the user name",
+            )),
+            (Ok(user), _) => self.token_login(client, Some(user), token, handoff).await,
+        };
+        self.verdict(client, mechanism, &result);
+        result
     }
 
     async fn token_login(
@@ -203,6 +245,11 @@ impl Service {
         token: &Secret,
         handoff: Handoff<'_>,
     ) -> Result<Success, Failure> {
+        // A penalised address waits before its token reaches the provider.
+        let wait = self.limiter.penalty(client.peer.ip());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         let need = self.upstream.config.identity;
         let (index, validated) = self.directories.validate(token, need).await;
         let directory = self.directories.name(index);
@@ -288,24 +335,26 @@ pub async fn relay(
         timeout: svc.limits.idle_timeout,
         farewell: farewell.as_bytes(),
     };
-    match crate::relay::run(
+    let ended = crate::relay::run(
         &mut client.stream,
         &pending,
         &mut up.stream,
         &up.buffered,
         idle,
     )
-    .await
-    {
-        Ok(bytes) => {
-            outcome.relayed = Some(bytes);
-            outcome.ended(if bytes.idle_timeout {
-                "idle-timeout"
-            } else {
-                "relayed"
-            })
+    .await;
+    outcome.relayed = Some(ended.bytes);
+    match ended.how {
+        crate::relay::End::Closed => outcome.ended("relayed"),
+        crate::relay::End::HungUp(e) => {
+            tracing::debug!(client = %client.peer, "the client hung up: {e}");
+            outcome.ended("relayed")
         }
-        Err(_) => outcome.ended("relay-error"),
+        crate::relay::End::Idle => outcome.ended("idle-timeout"),
+        crate::relay::End::Failed(e) => {
+            outcome.last_failure = Some(format!("relay: {e}"));
+            outcome.ended("relay-error")
+        }
     }
 }
 

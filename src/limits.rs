@@ -1,7 +1,10 @@
 //! Resource limits shared by every listener: open connections in total and
 //! per client IP (an RAII [`Admitted`] guard per connection), and the per-IP
-//! authentication failure penalty (a growing delay before each failure
-//! reply, like Dovecot's auth penalty).
+//! authentication failure penalty (like Dovecot's auth penalty): every
+//! refusal is recorded the moment its verdict is known, whatever the client
+//! does next, and an address with recent failures waits a growing delay
+//! *before* its next credential is validated, so the delay slows guessing
+//! and provider requests alike and hanging up cannot dodge it.
 //!
 //! Both are bounded in memory whatever clients do: the connection table
 //! holds only addresses with an open connection (at most `max-connections`
@@ -195,10 +198,22 @@ impl Limiter {
         (c.total, from)
     }
 
-    /// Records an authentication failure from `ip` and returns how long to
-    /// wait before the failure reply.
-    pub fn failure_delay(&self, ip: IpAddr) -> Duration {
-        self.penalty.failure(client_key(ip), Instant::now())
+    /// Records an authentication failure from `ip` (call it as soon as the
+    /// verdict is known, before the client is told).
+    pub fn record_failure(&self, ip: IpAddr) {
+        self.penalty.failure(client_key(ip), Instant::now());
+    }
+
+    /// How long `ip` waits before its next credential is validated: zero
+    /// without recent failures, else `auth-failure-delay * 2^(n-1)` for n
+    /// recent failures (at most [`PENALTY_MAX`]).
+    pub fn penalty(&self, ip: IpAddr) -> Duration {
+        self.penalty.owed(client_key(ip), Instant::now())
+    }
+
+    /// The constant delay before a failure reply (`auth-failure-delay`).
+    pub fn reply_delay(&self) -> Duration {
+        self.penalty.base()
     }
 
     /// A successful login from `ip` clears its penalty (as Dovecot does).
@@ -313,6 +328,16 @@ impl Penalty {
         self.delay_for(count)
     }
 
+    /// The delay an address with recent failures owes before its next
+    /// attempt (the delay of its last recorded failure); zero otherwise.
+    pub fn owed(&self, ip: IpAddr, now: Instant) -> Duration {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        match t.entries.get(&ip) {
+            Some(f) if now.duration_since(f.last) < PENALTY_WINDOW => self.delay_for(f.count),
+            _ => Duration::ZERO,
+        }
+    }
+
     fn delay_for(&self, count: u32) -> Duration {
         let base = self.base();
         let max = base.max(PENALTY_MAX);
@@ -413,9 +438,12 @@ mod tests {
         let _c = l.admit(a("2001:db8:1:3::1")).expect("another /64");
         assert_eq!(l.open(a("2001:db8:1:2::99")), (3, 2));
         // The failure penalty is shared by the /64 too.
-        let first = l.failure_delay(a("2001:db8:1:2::1"));
-        assert!(l.failure_delay(a("2001:db8:1:2::2")) > first);
-        assert_eq!(l.failure_delay(a("2001:db8:1:3::2")), first);
+        l.record_failure(a("2001:db8:1:2::1"));
+        let first = l.penalty(a("2001:db8:1:2::1"));
+        assert!(first > Duration::ZERO);
+        l.record_failure(a("2001:db8:1:2::2"));
+        assert!(l.penalty(a("2001:db8:1:2::3")) > first);
+        assert_eq!(l.penalty(a("2001:db8:1:3::2")), Duration::ZERO);
     }
 
     #[test]
@@ -433,6 +461,19 @@ mod tests {
         );
         p.clear(ip(1));
         assert_eq!(p.failure(ip(1), t0), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn owed_is_the_last_failures_delay_and_expires() {
+        let p = Penalty::new(Duration::from_secs(2), 100);
+        let t0 = Instant::now();
+        assert_eq!(p.owed(ip(1), t0), Duration::ZERO);
+        p.failure(ip(1), t0);
+        assert_eq!(p.owed(ip(1), t0), Duration::from_secs(2));
+        p.failure(ip(1), t0);
+        assert_eq!(p.owed(ip(1), t0), Duration::from_secs(4));
+        assert_eq!(p.owed(ip(2), t0), Duration::ZERO);
+        assert_eq!(p.owed(ip(1), t0 + PENALTY_WINDOW), Duration::ZERO);
     }
 
     #[test]

@@ -33,6 +33,48 @@ pub struct Bytes {
     pub idle_timeout: bool,
 }
 
+/// How a relayed session ended; the byte counts survive every ending.
+#[derive(Debug)]
+pub struct Ended {
+    pub bytes: Bytes,
+    pub how: End,
+}
+
+#[derive(Debug)]
+pub enum End {
+    /// The upstream closed (after the client's end was passed on, or on
+    /// its own): a normal end.
+    Closed,
+    /// The client vanished (see [`is_hang_up`]): a normal end too.
+    HungUp(io::Error),
+    /// Nothing moved for the idle timeout; the client got the farewell.
+    Idle,
+    /// The connection to the upstream failed, or the client's in a way
+    /// that is not a hang-up.
+    Failed(io::Error),
+}
+
+/// Where an I/O error happened.
+enum Side {
+    Client,
+    Upstream,
+}
+
+/// A client that vanishes (reset, broken pipe, TCP closed without TLS
+/// close_notify) ends its session as a close does: mail clients on
+/// flaky networks do this all day, and a client that hangs up right
+/// after `QUIT`/`LOGOUT` makes the last write (the goodbye) fail.
+fn is_hang_up(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
 /// The idle limit of a relayed session.
 #[derive(Debug, Clone, Copy)]
 pub struct Idle<'a> {
@@ -52,53 +94,74 @@ pub async fn run<C, U>(
     upstream: &mut U,
     upstream_pending: &[u8],
     idle: Idle<'_>,
-) -> io::Result<Bytes>
+) -> Ended
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
     let handover = async {
         if !upstream_pending.is_empty() {
-            client.write_all(upstream_pending).await?;
-            client.flush().await?;
+            client
+                .write_all(upstream_pending)
+                .await
+                .map_err(|e| (Side::Client, e))?;
+            client.flush().await.map_err(|e| (Side::Client, e))?;
         }
         if !client_pending.is_empty() {
-            upstream.write_all(client_pending).await?;
-            upstream.flush().await?;
+            upstream
+                .write_all(client_pending)
+                .await
+                .map_err(|e| (Side::Upstream, e))?;
+            upstream.flush().await.map_err(|e| (Side::Upstream, e))?;
         }
-        Ok::<(), io::Error>(())
+        Ok::<(), (Side, io::Error)>(())
     };
-    let handed_over = tokio::time::timeout(idle.timeout, handover).await;
-    let (to_upstream, to_client, idle_timeout) = match handed_over {
-        Ok(r) => {
-            r?;
-            relay_until_idle(client, upstream, idle.timeout).await?
-        }
-        Err(_) => (0, 0, true),
+    let mut counts = Counts::default();
+    let result = match tokio::time::timeout(idle.timeout, handover).await {
+        Ok(Ok(())) => relay_until_idle(client, upstream, idle.timeout, &mut counts).await,
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(true),
     };
-    if idle_timeout {
+    let how = match result {
+        Ok(false) => End::Closed,
+        Ok(true) => End::Idle,
+        Err((Side::Client, e)) if is_hang_up(&e) => End::HungUp(e),
+        Err((_, e)) => End::Failed(e),
+    };
+    if matches!(how, End::Idle) {
         let bye = async {
             client.write_all(idle.farewell).await?;
             client.shutdown().await
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), bye).await;
     }
-    Ok(Bytes {
-        to_upstream: to_upstream + client_pending.len() as u64,
-        to_client: to_client + upstream_pending.len() as u64,
-        idle_timeout,
-    })
+    Ended {
+        bytes: Bytes {
+            to_upstream: counts.to_upstream + client_pending.len() as u64,
+            to_client: counts.to_client + upstream_pending.len() as u64,
+            idle_timeout: matches!(how, End::Idle),
+        },
+        how,
+    }
+}
+
+/// Bytes moved by the copy loop so far.
+#[derive(Default)]
+struct Counts {
+    to_upstream: u64,
+    to_client: u64,
 }
 
 /// Copies both ways until the upstream → client direction is done (the
 /// upstream closed and the client was told), or nothing was written either
-/// way for `idle`. Returns bytes client → upstream, upstream → client, and
-/// whether it ended on the idle timeout.
+/// way for `idle`. Returns whether it ended on the idle timeout; `counts`
+/// holds the bytes moved however it ended.
 async fn relay_until_idle<C, U>(
     client: &mut C,
     upstream: &mut U,
     idle: Duration,
-) -> io::Result<(u64, u64, bool)>
+    counts: &mut Counts,
+) -> Result<bool, (Side, io::Error)>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -107,26 +170,55 @@ where
     let mut down = Direction::default();
     let sleep = tokio::time::sleep(idle);
     tokio::pin!(sleep);
-    poll_fn(|cx| {
+    let result = poll_fn(|cx| {
         let before = up.copied + down.copied;
         // Polled for its progress; its end (the client's EOF) is passed on
         // to the upstream, which then closes its side.
-        let _ = up.poll(cx, Pin::new(&mut *client), Pin::new(&mut *upstream))?;
-        let down_done = down.poll(cx, Pin::new(&mut *upstream), Pin::new(&mut *client))?;
-        if down_done.is_ready() {
+        let up_step = up.poll(cx, Pin::new(&mut *client), Pin::new(&mut *upstream));
+        if let Poll::Ready(Err(f)) = up_step {
+            return Poll::Ready(Err(f.side(Side::Client, Side::Upstream)));
+        }
+        match down.poll(cx, Pin::new(&mut *upstream), Pin::new(&mut *client)) {
             // The upstream closed: the session is over, whatever the
             // client still sends.
-            return Poll::Ready(Ok((up.copied, down.copied, false)));
+            Poll::Ready(Ok(())) => return Poll::Ready(Ok(false)),
+            Poll::Ready(Err(f)) => return Poll::Ready(Err(f.side(Side::Upstream, Side::Client))),
+            Poll::Pending => {}
         }
         if up.copied + down.copied != before {
             sleep.as_mut().reset(Instant::now() + idle);
         }
         if sleep.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Ok((up.copied, down.copied, true)));
+            return Poll::Ready(Ok(true));
         }
         Poll::Pending
     })
-    .await
+    .await;
+    counts.to_upstream = up.copied;
+    counts.to_client = down.copied;
+    result
+}
+
+/// An I/O error of one direction: in its reader or in its writer.
+enum Fault {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+impl Fault {
+    /// The side the error happened on, given the direction's reader and writer sides.
+    fn side(self, reader: Side, writer: Side) -> (Side, io::Error) {
+        match self {
+            Fault::Read(e) => (reader, e),
+            Fault::Write(e) => (writer, e),
+        }
+    }
+
+    fn into_io(self) -> io::Error {
+        match self {
+            Fault::Read(e) | Fault::Write(e) => e,
+        }
+    }
 }
 
 /// Like `tokio::io::copy_bidirectional`: when one side reaches EOF the
@@ -140,8 +232,12 @@ where
     let mut a_to_b = Direction::default();
     let mut b_to_a = Direction::default();
     poll_fn(|cx| {
-        let ab = a_to_b.poll(cx, Pin::new(&mut *a), Pin::new(&mut *b))?;
-        let ba = b_to_a.poll(cx, Pin::new(&mut *b), Pin::new(&mut *a))?;
+        let ab = a_to_b
+            .poll(cx, Pin::new(&mut *a), Pin::new(&mut *b))
+            .map_err(Fault::into_io)?;
+        let ba = b_to_a
+            .poll(cx, Pin::new(&mut *b), Pin::new(&mut *a))
+            .map_err(Fault::into_io)?;
         ready!(ab);
         ready!(ba);
         Poll::Ready(Ok((a_to_b.copied, b_to_a.copied)))
@@ -168,7 +264,7 @@ impl Direction {
         cx: &mut Context<'_>,
         mut r: Pin<&mut R>,
         mut w: Pin<&mut W>,
-    ) -> Poll<io::Result<()>>
+    ) -> Poll<Result<(), Fault>>
     where
         R: AsyncRead + ?Sized,
         W: AsyncWrite + ?Sized,
@@ -179,9 +275,10 @@ impl Direction {
         loop {
             // What the writer could not take before goes first.
             while self.pos < self.pending.len() {
-                let n = ready!(w.as_mut().poll_write(cx, &self.pending[self.pos..]))?;
+                let n = ready!(w.as_mut().poll_write(cx, &self.pending[self.pos..]))
+                    .map_err(Fault::Write)?;
                 if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    return Poll::Ready(Err(Fault::Write(io::ErrorKind::WriteZero.into())));
                 }
                 self.pos += n;
                 self.copied += n as u64;
@@ -191,10 +288,10 @@ impl Direction {
             self.pos = 0;
             if self.eof {
                 if self.needs_flush {
-                    ready!(w.as_mut().poll_flush(cx))?;
+                    ready!(w.as_mut().poll_flush(cx)).map_err(Fault::Write)?;
                     self.needs_flush = false;
                 }
-                ready!(w.as_mut().poll_shutdown(cx))?;
+                ready!(w.as_mut().poll_shutdown(cx)).map_err(Fault::Write)?;
                 self.done = true;
                 self.pending = Vec::new();
                 return Poll::Ready(Ok(()));
@@ -207,7 +304,7 @@ impl Direction {
                 let mut buf = ReadBuf::new(&mut scratch[..]);
                 match r.as_mut().poll_read(cx, &mut buf) {
                     Poll::Pending => Poll::Pending,
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(Fault::Read(e))),
                     Poll::Ready(Ok(())) => {
                         let filled = buf.filled().len();
                         if filled == 0 {
@@ -218,14 +315,16 @@ impl Direction {
                         while off < filled {
                             match w.as_mut().poll_write(cx, &scratch[off..filled]) {
                                 Poll::Ready(Ok(0)) => {
-                                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()))
+                                    return Poll::Ready(Err(Fault::Write(
+                                        io::ErrorKind::WriteZero.into(),
+                                    )))
                                 }
                                 Poll::Ready(Ok(n)) => {
                                     off += n;
                                     self.copied += n as u64;
                                     self.needs_flush = true;
                                 }
-                                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                                Poll::Ready(Err(e)) => return Poll::Ready(Err(Fault::Write(e))),
                                 Poll::Pending => {
                                     // Keep the rest; retried first next time.
                                     self.pending.extend_from_slice(&scratch[off..filled]);
@@ -246,7 +345,7 @@ impl Direction {
                     if self.needs_flush {
                         match w.as_mut().poll_flush(cx) {
                             Poll::Ready(Ok(())) => self.needs_flush = false,
-                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(Fault::Write(e))),
                             Poll::Pending => {}
                         }
                     }
@@ -261,125 +360,5 @@ impl Direction {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{duplex, AsyncReadExt};
-
-    #[tokio::test]
-    async fn copies_both_ways_and_shuts_down() {
-        let (mut a_outer, mut a) = duplex(1024);
-        let (mut b, mut b_outer) = duplex(1024);
-        let relay = tokio::spawn(async move { copy_bidirectional(&mut a, &mut b).await });
-        // Larger than the duplex capacity and the scratch buffer: exercises
-        // writes that are not ready yet.
-        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let expected = big.clone();
-        let writer = tokio::spawn(async move {
-            a_outer.write_all(&big).await.unwrap();
-            a_outer.shutdown().await.unwrap();
-            let mut back = Vec::new();
-            a_outer.read_to_end(&mut back).await.unwrap();
-            back
-        });
-        let mut got = Vec::new();
-        b_outer.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, expected);
-        b_outer.write_all(b"* BYE\r\n").await.unwrap();
-        b_outer.shutdown().await.unwrap();
-        assert_eq!(writer.await.unwrap(), b"* BYE\r\n");
-        let (ab, ba) = relay.await.unwrap().unwrap();
-        assert_eq!((ab, ba), (200_000, 7));
-    }
-
-    const IDLE: Idle<'static> = Idle {
-        timeout: Duration::from_secs(60),
-        farewell: b"* BYE idle\r\n",
-    };
-
-    #[tokio::test(start_paused = true)]
-    async fn pending_bytes_first_then_both_ways_until_upstream_closes() {
-        let (mut client, mut client_peer) = duplex(64);
-        let (mut upstream, mut upstream_peer) = duplex(64);
-        let relay = tokio::spawn(async move {
-            run(
-                &mut client,
-                b"b1 SELECT\r\n",
-                &mut upstream,
-                b"* 1 EXISTS\r\n",
-                IDLE,
-            )
-            .await
-        });
-        let mut buf = vec![0u8; 64];
-        let n = upstream_peer.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"b1 SELECT\r\n");
-        let n = client_peer.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"* 1 EXISTS\r\n");
-        client_peer.write_all(b"b2 NOOP\r\n").await.unwrap();
-        let n = upstream_peer.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"b2 NOOP\r\n");
-        drop(upstream_peer);
-        let bytes = relay.await.unwrap().unwrap();
-        assert_eq!(
-            (bytes.to_upstream, bytes.to_client, bytes.idle_timeout),
-            (20, 12, false)
-        );
-        // The client sees the end.
-        assert_eq!(client_peer.read(&mut buf).await.unwrap(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn idle_timeout_sends_the_farewell_and_activity_resets_it() {
-        let (mut client, mut client_peer) = duplex(64);
-        let (mut upstream, mut upstream_peer) = duplex(64);
-        let relay =
-            tokio::spawn(async move { run(&mut client, b"", &mut upstream, b"", IDLE).await });
-        let mut buf = vec![0u8; 64];
-        // Activity every 50 s keeps the session for 150 s.
-        for _ in 0..3 {
-            tokio::time::sleep(Duration::from_secs(50)).await;
-            client_peer.write_all(b"x NOOP\r\n").await.unwrap();
-            let n = upstream_peer.read(&mut buf).await.unwrap();
-            assert_eq!(&buf[..n], b"x NOOP\r\n");
-        }
-        assert!(!relay.is_finished());
-        tokio::time::sleep(Duration::from_secs(61)).await;
-        let bytes = relay.await.unwrap().unwrap();
-        assert!(bytes.idle_timeout);
-        let n = client_peer.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"* BYE idle\r\n");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_peer_that_does_not_read_does_not_stall_the_other_direction() {
-        // The client writes a lot and never reads; the upstream answers a
-        // lot. Neither direction may wait for the other.
-        let (mut client, mut client_peer) = duplex(1024);
-        let (mut upstream, upstream_peer) = duplex(1024);
-        let relay =
-            tokio::spawn(async move { run(&mut client, b"", &mut upstream, b"", IDLE).await });
-        let (mut up_rd, mut up_wr) = tokio::io::split(upstream_peer);
-        let upstream_side = tokio::spawn(async move {
-            // The upstream writes 64 KiB first (blocks: the client does not
-            // read), while reading what the client sends concurrently.
-            let writer = async { up_wr.write_all(&vec![b'u'; 64 * 1024]).await };
-            let reader = async {
-                let mut got = 0;
-                let mut buf = vec![0u8; 4096];
-                while got < 64 * 1024 {
-                    match up_rd.read(&mut buf).await.unwrap() {
-                        0 => break,
-                        n => got += n,
-                    }
-                }
-                got
-            };
-            let (_, got) = tokio::join!(writer, reader);
-            got
-        });
-        client_peer.write_all(&vec![b'c'; 64 * 1024]).await.unwrap();
-        assert_eq!(upstream_side.await.unwrap(), 64 * 1024);
-        drop(client_peer);
-        let _ = relay.await;
-    }
-}
+#[path = "relay_tests.rs"]
+mod tests;

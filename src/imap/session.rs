@@ -6,8 +6,8 @@ use super::command::{self, Kind, ParseError};
 use super::reply;
 use crate::client::{Client, Input};
 use crate::config::TlsMode;
-use crate::gateway::{Failure, Handoff, Outcome, Service};
-use crate::sasl::{self, challenge, Mechanism};
+use crate::gateway::{Failure, Handoff, Outcome, PasswordToken, Service};
+use crate::sasl::{self, Mechanism};
 use crate::secret::Secret;
 use crate::upstream::{self, imap::Reply, LoggedIn};
 use std::io;
@@ -38,7 +38,7 @@ pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
             Ok(Next::LoggedIn(mut c, up, o)) => {
                 return crate::gateway::relay(&mut c, svc, *up, o).await
             }
-            Err(_) => return outcome.ended("closed"),
+            Err(e) => return outcome.ended(crate::client::io_end(&e)),
         }
     }
 }
@@ -155,8 +155,12 @@ async fn command(
                 outcome.user = Some(String::from_utf8_lossy(&username).into_owned());
                 if svc.password_is_token(password.expose()) {
                     let token = password.to_secret();
-                    return password_token(client, svc, outcome, failures, &tag, &username, &token)
-                        .await;
+                    let creds = PasswordToken {
+                        authzid: None,
+                        username: &username,
+                        token: &token,
+                    };
+                    return password_token(client, svc, outcome, failures, &tag, creds).await;
                 }
                 let mut cmd = b"LOGIN ".to_vec();
                 cmd.extend(upstream::imap::astring(&username));
@@ -301,18 +305,12 @@ async fn authenticate(
             if let [authzid, authcid, password] = parts[..] {
                 if svc.password_is_token(password) {
                     let token = Secret::new(String::from_utf8_lossy(password).into_owned());
-                    if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid) {
-                        let failure = Failure::Refused {
-                            status: challenge::Status::InvalidRequest,
-                            reason: "PLAIN authorization identity differs from the user name"
-                                .into(),
-                            directory: None,
-                        };
-                        return fail(client, svc, outcome, failures, tag, failure).await;
-                    }
-                    let authcid = authcid.to_vec();
-                    return password_token(client, svc, outcome, failures, tag, &authcid, &token)
-                        .await;
+                    let creds = PasswordToken {
+                        authzid: Some(authzid),
+                        username: authcid,
+                        token: &token,
+                    };
+                    return password_token(client, svc, outcome, failures, tag, creds).await;
                 }
             } else if !svc.listener.password_passthrough {
                 client
@@ -351,7 +349,12 @@ async fn authenticate(
             outcome.user = Some(String::from_utf8_lossy(&user).into_owned());
             if svc.password_is_token(password.expose()) {
                 let token = password.to_secret();
-                return password_token(client, svc, outcome, failures, tag, &user, &token).await;
+                let creds = PasswordToken {
+                    authzid: None,
+                    username: &user,
+                    token: &token,
+                };
+                return password_token(client, svc, outcome, failures, tag, creds).await;
             }
             let mut cmd = b"LOGIN ".to_vec();
             cmd.extend(upstream::imap::astring(&user));
@@ -415,20 +418,12 @@ async fn password_token(
     outcome: &mut Outcome,
     failures: &mut u32,
     tag: &str,
-    username: &[u8],
-    token: &Secret,
+    creds: PasswordToken<'_>,
 ) -> io::Result<Next> {
-    let result = match std::str::from_utf8(username) {
-        Ok(user) => {
-            svc.password_token_login(client.info(), user, token, Handoff::Imap)
-                .await
-        }
-        Err(_) => Err(Failure::Refused {
-            status: challenge::Status::InvalidRequest,
-            reason: "the user name is not UTF-8".into(),
-            directory: None,
-        }),
-    };
+    let mechanism = outcome.mechanism.unwrap_or("-");
+    let result = svc
+        .password_token_login(client.info(), mechanism, creds, Handoff::Imap)
+        .await;
     match result {
         Ok(success) => {
             outcome.user = Some(success.user);
@@ -458,7 +453,9 @@ async fn fail(
     failure.log(client.peer, outcome.mechanism);
     outcome.last_failure = Some(failure.reason().to_string());
     if failure.is_client_fault() {
-        tokio::time::sleep(svc.limiter.failure_delay(client.peer.ip())).await;
+        // The penalty was booked with the verdict (`gateway`); the reply
+        // itself waits the constant `auth-failure-delay`.
+        tokio::time::sleep(svc.limiter.reply_delay()).await;
         *failures += 1;
     }
     client

@@ -7,8 +7,8 @@ use super::command::{self, Command};
 use super::reply::{self, Offer};
 use crate::client::{Client, Input};
 use crate::config::TlsMode;
-use crate::gateway::{Failure, Handoff, Outcome, Service};
-use crate::sasl::{self, challenge, Mechanism};
+use crate::gateway::{Failure, Handoff, Outcome, PasswordToken, Service};
+use crate::sasl::{self, Mechanism};
 use crate::secret::Secret;
 use crate::upstream::{self, smtp::PasswordReply, LoggedIn};
 use std::io;
@@ -49,7 +49,7 @@ pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
             Ok(Next::LoggedIn(mut c, up, o)) => {
                 return crate::gateway::relay(&mut c, svc, *up, o).await
             }
-            Err(_) => return st.outcome.ended("closed"),
+            Err(e) => return st.outcome.ended(crate::client::io_end(&e)),
         }
     }
 }
@@ -270,7 +270,9 @@ async fn fail(
     failure.log(client.peer, st.outcome.mechanism);
     st.outcome.last_failure = Some(failure.reason().to_string());
     if failure.is_client_fault() {
-        tokio::time::sleep(svc.limiter.failure_delay(client.peer.ip())).await;
+        // The penalty was booked with the verdict (`gateway`); the reply
+        // itself waits the constant `auth-failure-delay`.
+        tokio::time::sleep(svc.limiter.reply_delay()).await;
         st.failures += 1;
     }
     client.send(reply::failure(&failure).as_bytes()).await?;
@@ -306,15 +308,12 @@ async fn plain(
         let token = Secret::new(String::from_utf8_lossy(parts[2]).into_owned());
         let (authzid, authcid) = (parts[0].to_vec(), parts[1].to_vec());
         message.fill(0);
-        if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(&authcid) {
-            let failure = Failure::Refused {
-                status: challenge::Status::InvalidRequest,
-                reason: "PLAIN authorization identity differs from the user name".into(),
-                directory: None,
-            };
-            return fail(client, svc, st, failure).await;
-        }
-        return password_token(client, svc, st, helo, &authcid, &token).await;
+        let creds = PasswordToken {
+            authzid: Some(&authzid),
+            username: &authcid,
+            token: &token,
+        };
+        return password_token(client, svc, st, helo, creds).await;
     }
     let encoded = Secret::new(sasl::encode(&message));
     message.fill(0);
@@ -345,7 +344,12 @@ async fn login(
     if svc.password_is_token(&password) {
         let token = Secret::new(String::from_utf8_lossy(&password).into_owned());
         password.fill(0);
-        return password_token(client, svc, st, helo, &user, &token).await;
+        let creds = PasswordToken {
+            authzid: None,
+            username: &user,
+            token: &token,
+        };
+        return password_token(client, svc, st, helo, creds).await;
     }
     let mut message = Vec::with_capacity(user.len() + password.len() + 2);
     message.push(0);
@@ -366,20 +370,12 @@ async fn password_token(
     svc: &Service,
     st: &mut State,
     helo: &str,
-    username: &[u8],
-    token: &Secret,
+    creds: PasswordToken<'_>,
 ) -> io::Result<Next> {
-    let result = match std::str::from_utf8(username) {
-        Ok(user) => {
-            svc.password_token_login(client.info(), user, token, Handoff::Smtp { helo })
-                .await
-        }
-        Err(_) => Err(Failure::Refused {
-            status: challenge::Status::InvalidRequest,
-            reason: "the user name is not UTF-8".into(),
-            directory: None,
-        }),
-    };
+    let mechanism = st.outcome.mechanism.unwrap_or("-");
+    let result = svc
+        .password_token_login(client.info(), mechanism, creds, Handoff::Smtp { helo })
+        .await;
     match result {
         Ok(success) => {
             st.outcome.user = Some(success.user);
