@@ -222,7 +222,7 @@ impl Service {
             }
         })?;
         if let Some(authzid) = authzid {
-            if !identity.matches(authzid) {
+            if !identity.matches(authzid, self.upstream.config.identity_case) {
                 return Err(Failure::Refused {
                     status: challenge::Status::InvalidRequest,
                     reason: format!(
@@ -237,14 +237,21 @@ impl Service {
                 });
             }
         }
-        let user = identity
-            .get(need)
-            .ok_or_else(|| Failure::Refused {
-                status: challenge::Status::InsufficientScope,
-                reason: "no identity".into(),
+        let user = identity.get(need).ok_or_else(|| Failure::Refused {
+            status: challenge::Status::InsufficientScope,
+            reason: "no identity".into(),
+            directory: Some(index),
+        })?;
+        let user = self
+            .upstream
+            .config
+            .identity_case
+            .apply(user)
+            .map_err(|why| Failure::Refused {
+                status: challenge::Status::InvalidToken,
+                reason: format!("directory {directory}: {why}"),
                 directory: Some(index),
-            })?
-            .to_string();
+            })?;
         let login = async {
             match handoff {
                 Handoff::Imap => upstream::imap::master_login(&self.upstream, client, &user).await,

@@ -5,11 +5,15 @@
 //! names listeners refer to. A `Config` that exists is usable: the rest of the
 //! program never re-validates it. Errors name the offending key.
 
+pub mod hygiene;
+#[cfg(test)]
+mod hygiene_tests;
 pub mod raw;
 pub mod units;
 
 pub use crate::proxy_protocol::Network;
 use crate::secret::Secret;
+pub use hygiene::IdentityCase;
 use raw::{RawConfig, RawDirectory, RawListener, RawUpstream};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -159,6 +163,8 @@ pub struct Upstream {
     pub tls_name: String,
     pub login: UpstreamLogin,
     pub identity: IdentityField,
+    /// How the identity's letter case reaches the upstream (`identity-case`).
+    pub identity_case: IdentityCase,
     pub connect_timeout: Duration,
     /// Send a PROXY protocol v2 header with the client's address first.
     pub proxy_protocol_v2: bool,
@@ -192,6 +198,8 @@ pub struct Directory {
     pub audience: Option<String>,
     /// Tolerated clock skew on `exp` / `nbf`.
     pub clock_skew: Duration,
+    /// Neither audience nor scope required, knowingly (`allow-any-audience`).
+    pub allow_any_audience: bool,
     pub cache: CacheSettings,
 }
 
@@ -218,6 +226,9 @@ pub struct JwtSettings {
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
     /// The HS256/384/512 shared secret.
     pub secret: Option<Secret>,
+    /// `jwt.allow-untyped`: also accept `typ: JWT` or no `typ` (RFC 9068
+    /// wants `at+jwt`), for providers that do not type their access tokens.
+    pub allow_untyped: bool,
 }
 
 /// The token-result cache of one directory. `ttl` zero means every login
@@ -359,6 +370,16 @@ impl Config {
             upstreams,
             directories,
         })
+    }
+
+    /// Settings that are allowed but weaken security, one line each: logged
+    /// at start-up and reload, printed by `check`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.directories
+            .values()
+            .filter(|d| d.allow_any_audience)
+            .map(|d| hygiene::any_audience_warning(&d.name))
+            .collect()
     }
 }
 
@@ -687,6 +708,7 @@ fn upstream(name: &str, raw: RawUpstream) -> Result<Upstream> {
         tls_name: raw.tls_name.unwrap_or(host),
         login,
         identity,
+        identity_case: hygiene::identity_case(&key("identity-case"), raw.identity_case.as_deref())?,
         connect_timeout,
         proxy_protocol_v2,
     })
@@ -721,11 +743,21 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
             "is required (or set `issuer` to find it by discovery)",
         ));
     }
+    let audience = raw.audience.filter(|a| !a.is_empty());
+    let allow_any_audience = raw.allow_any_audience.unwrap_or(false);
+    hygiene::check_policy(&hygiene::Policy {
+        name,
+        method: &method,
+        audience: audience.as_deref(),
+        required_scope: raw.required_scope.as_deref(),
+        allow_any_audience,
+    })?;
     if method != "jwt" {
         for (k, set) in [
             ("algorithms", raw.algorithms.is_some()),
             ("secret", raw.secret.is_some()),
             ("jwks.url", raw.jwks.is_some()),
+            ("jwt.allow-untyped", raw.jwt.is_some()),
         ] {
             if set {
                 return Err(ConfigError::new(
@@ -748,13 +780,15 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
                     "is not used with \"jwt\" (keys come from `jwks.url` or the issuer's discovery)",
                 ));
             }
-            Endpoint::Jwt(jwt_settings(
+            let mut settings = jwt_settings(
                 name,
                 raw.jwks,
                 raw.algorithms,
                 raw.secret,
                 raw.issuer.is_some(),
-            )?)
+            )?;
+            settings.allow_untyped = raw.jwt.and_then(|j| j.allow_untyped).unwrap_or(false);
+            Endpoint::Jwt(settings)
         }
         other => {
             return Err(ConfigError::new(
@@ -786,8 +820,9 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
         required_scope: raw.required_scope,
         issuer: raw.issuer,
         tls_ca: raw.tls_ca.map(PathBuf::from),
-        audience: raw.audience.filter(|a| !a.is_empty()),
+        audience,
         clock_skew,
+        allow_any_audience,
         cache: cache_settings(name, raw.cache.unwrap_or_default())?,
     })
 }
@@ -917,6 +952,7 @@ fn jwt_settings(
         jwks_url,
         algorithms,
         secret,
+        allow_untyped: false,
     })
 }
 
