@@ -440,8 +440,10 @@ mod tests {
 
     fn token(iss: &str) -> Secret {
         let claims = serde_json::json!({"iss": iss, "aud": "urn:mail", "exp": cache::unix_now() + 60, "username": "alice"});
-        let mut header = jsonwebtoken::Header::default();
-        header.typ = Some("at+jwt".into());
+        let header = jsonwebtoken::Header {
+            typ: Some("at+jwt".into()),
+            ..Default::default()
+        };
         Secret::new(
             jsonwebtoken::encode(
                 &header,
