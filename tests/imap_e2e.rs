@@ -886,8 +886,12 @@ fn no_token_password_or_secret_in_the_log_at_trace_level() {
 fn upstream_refusing_the_resolved_user_is_authorizationfailed() {
     let peers = peers_read();
     let mut opts = ProxyOptions::new(&peers);
-    // "noemail" is a provider account with no Dovecot mailbox.
+    // "noemail" is a provider account with no Dovecot mailbox (and no
+    // email, hence scope `profile`: UserInfo shows `email` for `email`).
     opts.imap_identity = "username";
+    opts.directory = opts
+        .directory
+        .replace("required-scope = \"email\"", "required-scope = \"profile\"");
     let proxy = Proxy::start(&peers, &opts);
     let token = mint_token(&peers, "noemail", SCOPE, 300);
     let mut c = imaps(&peers, &proxy);
