@@ -221,6 +221,43 @@ impl Service {
                 Failure::ProviderUnavailable(format!("directory {directory}: {why}"))
             }
         })?;
+        let user = self.upstream_user(&identity, authzid, index)?;
+        let login = async {
+            match handoff {
+                Handoff::Imap => upstream::imap::master_login(&self.upstream, client, &user).await,
+                Handoff::Smtp { helo } => {
+                    upstream::smtp::login(&self.upstream, client, &user, helo).await
+                }
+            }
+        };
+        let logged_in = upstream::bounded(&self.upstream, login).await;
+        match logged_in {
+            Ok(upstream) => Ok(Success { user, upstream }),
+            Err(upstream::Error::Refused {
+                reply,
+                authorization: true,
+            }) => Err(Failure::UpstreamRefused(format!(
+                "upstream {} refused {user}: {reply}",
+                self.upstream.config.name
+            ))),
+            Err(e) => Err(Failure::UpstreamUnavailable(format!(
+                "upstream {}: {e}",
+                self.upstream.config.name
+            ))),
+        }
+    }
+
+    /// The user the upstream logs in as: the identity the upstream uses, in
+    /// the letter case it expects, which a claimed authorization identity
+    /// must name.
+    fn upstream_user(
+        &self,
+        identity: &idp::Identity,
+        authzid: Option<&str>,
+        index: usize,
+    ) -> Result<String, Failure> {
+        let directory = self.directories.name(index);
+        let need = self.upstream.config.identity;
         if let Some(authzid) = authzid {
             if !identity.matches(authzid, self.upstream.config.identity_case) {
                 return Err(Failure::Refused {
@@ -252,29 +289,7 @@ impl Service {
                 reason: format!("directory {directory}: {why}"),
                 directory: Some(index),
             })?;
-        let login = async {
-            match handoff {
-                Handoff::Imap => upstream::imap::master_login(&self.upstream, client, &user).await,
-                Handoff::Smtp { helo } => {
-                    upstream::smtp::login(&self.upstream, client, &user, helo).await
-                }
-            }
-        };
-        let logged_in = upstream::bounded(&self.upstream, login).await;
-        match logged_in {
-            Ok(upstream) => Ok(Success { user, upstream }),
-            Err(upstream::Error::Refused {
-                reply,
-                authorization: true,
-            }) => Err(Failure::UpstreamRefused(format!(
-                "upstream {} refused {user}: {reply}",
-                self.upstream.config.name
-            ))),
-            Err(e) => Err(Failure::UpstreamUnavailable(format!(
-                "upstream {}: {e}",
-                self.upstream.config.name
-            ))),
-        }
+        Ok(user)
     }
 }
 

@@ -714,7 +714,7 @@ fn upstream(name: &str, raw: RawUpstream) -> Result<Upstream> {
     })
 }
 
-fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
+fn directory(name: &str, mut raw: RawDirectory) -> Result<Directory> {
     let key = |k: &str| format!("directory.{name}.{k}");
     if raw.kind != "oidc" {
         return Err(ConfigError::new(
@@ -722,14 +722,14 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
             format!("`{}` is not supported; use \"oidc\"", raw.kind),
         ));
     }
-    let timeout = match raw.timeout {
+    let timeout = match raw.timeout.take() {
         Some(v) => duration(&key("timeout"), &v)?,
         None => Duration::from_secs(15),
     };
     if let Some(issuer) = &raw.issuer {
         check_url(&key("issuer"), issuer)?;
     }
-    let (url, method) = match raw.endpoint {
+    let (url, method) = match raw.endpoint.take() {
         Some(e) => (e.url, e.method),
         None => (None, None),
     };
@@ -743,7 +743,7 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
             "is required (or set `issuer` to find it by discovery)",
         ));
     }
-    let audience = raw.audience.filter(|a| !a.is_empty());
+    let audience = raw.audience.take().filter(|a| !a.is_empty());
     let allow_any_audience = raw.allow_any_audience.unwrap_or(false);
     hygiene::check_policy(&hygiene::Policy {
         name,
@@ -752,51 +752,7 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
         required_scope: raw.required_scope.as_deref(),
         allow_any_audience,
     })?;
-    if method != "jwt" {
-        for (k, set) in [
-            ("algorithms", raw.algorithms.is_some()),
-            ("secret", raw.secret.is_some()),
-            ("jwks.url", raw.jwks.is_some()),
-            ("jwt.allow-untyped", raw.jwt.is_some()),
-        ] {
-            if set {
-                return Err(ConfigError::new(
-                    key(k),
-                    "is only used with endpoint.method = \"jwt\"",
-                ));
-            }
-        }
-    }
-    let endpoint = match method.as_str() {
-        "userinfo" => Endpoint::UserInfo { url },
-        "introspect" | "introspection" => Endpoint::Introspect {
-            url,
-            auth: introspect_auth(name, raw.auth)?,
-        },
-        "jwt" => {
-            if url.is_some() {
-                return Err(ConfigError::new(
-                    key("endpoint.url"),
-                    "is not used with \"jwt\" (keys come from `jwks.url` or the issuer's discovery)",
-                ));
-            }
-            let mut settings = jwt_settings(
-                name,
-                raw.jwks,
-                raw.algorithms,
-                raw.secret,
-                raw.issuer.is_some(),
-            )?;
-            settings.allow_untyped = raw.jwt.and_then(|j| j.allow_untyped).unwrap_or(false);
-            Endpoint::Jwt(settings)
-        }
-        other => {
-            return Err(ConfigError::new(
-                key("endpoint.method"),
-                format!("`{other}` is not one of \"userinfo\", \"introspect\", \"jwt\""),
-            ))
-        }
-    };
+    let endpoint = endpoint(name, &method, url, &mut raw)?;
     let fields = Fields {
         email: raw.fields.email.or_else(|| Some("email".into())),
         username: raw
@@ -805,7 +761,7 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
             .or_else(|| Some("preferred_username".into())),
         full_name: raw.fields.full_name,
     };
-    let clock_skew = match raw.clock_skew {
+    let clock_skew = match raw.clock_skew.take() {
         Some(v) => duration(&key("clock-skew"), &v)?,
         None => Duration::from_secs(60),
     };
@@ -824,6 +780,65 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
         clock_skew,
         allow_any_audience,
         cache: cache_settings(name, raw.cache.unwrap_or_default())?,
+    })
+}
+
+/// The endpoint of `method`, and the keys only `jwt` uses refused elsewhere.
+fn endpoint(
+    name: &str,
+    method: &str,
+    url: Option<String>,
+    raw: &mut RawDirectory,
+) -> Result<Endpoint> {
+    let key = |k: &str| format!("directory.{name}.{k}");
+    if method != "jwt" {
+        for (k, set) in [
+            ("algorithms", raw.algorithms.is_some()),
+            ("secret", raw.secret.is_some()),
+            ("jwks.url", raw.jwks.is_some()),
+            ("jwt.allow-untyped", raw.jwt.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::new(
+                    key(k),
+                    "is only used with endpoint.method = \"jwt\"",
+                ));
+            }
+        }
+    }
+    Ok(match method {
+        "userinfo" => Endpoint::UserInfo { url },
+        "introspect" | "introspection" => Endpoint::Introspect {
+            url,
+            auth: introspect_auth(name, raw.auth.take())?,
+        },
+        "jwt" => {
+            if url.is_some() {
+                return Err(ConfigError::new(
+                    key("endpoint.url"),
+                    "is not used with \"jwt\" (keys come from `jwks.url` or the issuer's discovery)",
+                ));
+            }
+            let mut settings = jwt_settings(
+                name,
+                raw.jwks.take(),
+                raw.algorithms.take(),
+                raw.secret.take(),
+                raw.issuer.is_some(),
+            )?;
+            settings.allow_untyped = raw
+                .jwt
+                .take()
+                .and_then(|j| j.allow_untyped)
+                .unwrap_or(false);
+            Endpoint::Jwt(settings)
+        }
+        other => {
+            return Err(ConfigError::new(
+                key("endpoint.method"),
+                format!("`{other}` is not one of \"userinfo\", \"introspect\", \"jwt\""),
+            ))
+        }
     })
 }
 
