@@ -94,7 +94,8 @@ fn an_id_token_is_refused_on_a_jwt_directory_and_as_a_password() {
         let reply = password(&peers, &proxy, ALICE, token);
         assert_refused(&reply, &proxy, "is not an access token");
     }
-    // Refused by its header before anything else: no `typ: at+jwt`.
+    // Refused by its header (no `typ: at+jwt`), named by its claims.
+    proxy.wait_log("an ID token is not an access token (it has `nonce`");
     proxy.wait_log("JWT without typ is not an access token");
     // With jwt.allow-untyped (providers that send typ JWT), the ID token
     // is still known by its nonce.

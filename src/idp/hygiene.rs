@@ -26,6 +26,8 @@ use serde_json::{Map, Value};
 
 /// A JOSE header longer than this (base64url characters) is refused.
 pub const MAX_HEADER: usize = 4096;
+/// Claims longer than this are not read before the signature is checked.
+const MAX_UNVERIFIED_CLAIMS: usize = 64 * 1024;
 
 /// What the header's `typ` said, for the claim checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,14 +40,35 @@ pub enum Typ {
 
 /// The header of a JWS compact serialization as a JSON object.
 pub fn raw_header(token: &str) -> Result<Map<String, Value>, Error> {
-    let first = token.split('.').next().unwrap_or_default();
-    if first.len() > MAX_HEADER {
-        return Err(invalid("JWT header too large".into()));
+    segment(token.split('.').next().unwrap_or_default(), MAX_HEADER)
+        .ok_or_else(|| invalid("not a well-formed JWT (header)".into()))
+}
+
+/// A header refusal made clearer for an ID token: its header says nothing
+/// (no `typ`, or `JWT`), its unverified claims say what it is. Only the
+/// wording of a refusal depends on unverified claims, never a decision.
+pub fn explain(token: &str, refusal: Error) -> Error {
+    let claims = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| segment(p, MAX_UNVERIFIED_CLAIMS));
+    match claims
+        .as_ref()
+        .and_then(|c| id_token_marker(c, Typ::Untyped))
+    {
+        Some(why) => id_token(&format!("{why}; and its header has no typ at+jwt")),
+        None => refusal,
+    }
+}
+
+fn segment(part: &str, max: usize) -> Option<Map<String, Value>> {
+    if part.len() > max {
+        return None;
     }
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(first)
-        .map_err(|_| invalid("not a well-formed JWT".into()))?;
-    serde_json::from_slice(&bytes).map_err(|_| invalid("not a well-formed JWT".into()))
+        .decode(part)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// `crit`, `b64` and `typ`: whether this is a JWT access token by its header.
@@ -89,23 +112,28 @@ pub fn check_header(header: &Map<String, Value>, allow_untyped: bool) -> Result<
 
 /// ID-token markers and sender constraints in a verified JWT's claims.
 pub fn check_claims(claims: &Map<String, Value>, typ: Typ) -> Result<(), Error> {
+    if let Some(why) = id_token_marker(claims, typ) {
+        return Err(id_token(&why));
+    }
+    check_cnf(claims)
+}
+
+/// What shows these claims are an ID token's, if anything does.
+fn id_token_marker(claims: &Map<String, Value>, typ: Typ) -> Option<String> {
     if let Some(marker) = ["nonce", "at_hash", "c_hash"]
         .into_iter()
         .find(|k| claims.contains_key(*k))
     {
-        return Err(id_token(&format!("it has `{marker}`")));
+        return Some(format!("it has `{marker}`"));
     }
     if claims
         .get("typ")
         .and_then(Value::as_str)
         .is_some_and(|t| t.eq_ignore_ascii_case("ID"))
     {
-        return Err(id_token("its `typ` claim is \"ID\""));
+        return Some("its `typ` claim is \"ID\"".into());
     }
-    if typ == Typ::Untyped && audience_is_azp(claims) {
-        return Err(id_token("its `aud` is its own `azp`"));
-    }
-    check_cnf(claims)
+    (typ == Typ::Untyped && audience_is_azp(claims)).then(|| "its `aud` is its own `azp`".into())
 }
 
 /// A sender-constrained token (RFC 9449 DPoP, RFC 8705 mTLS) is refused.

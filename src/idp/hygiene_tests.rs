@@ -228,6 +228,16 @@ fn through_the_validator() {
     let untyped = json!({"alg": "HS256", "typ": "JWT"});
     let w = why(v.verify_static(&signed(untyped.clone(), claims.clone()), &set));
     assert!(w.contains("allow-untyped"), "{w}");
+    // An untyped ID token is named as such (its claims say what it is).
+    let id = with("nonce", json!("n"));
+    let w = why(v.verify_static(&signed(json!({"alg": "HS256"}), id.clone()), &set));
+    assert!(
+        w.starts_with("an ID token is not an access token (it has `nonce`"),
+        "{w}"
+    );
+    // ... but a `crit` refusal stays one.
+    let crit = json!({"alg": "HS256", "crit": ["x"]});
+    assert!(why(v.verify_static(&signed(crit, id), &set)).contains("crit"));
     assert!(validator(true)
         .verify_static(&signed(untyped, claims), &set)
         .is_ok());

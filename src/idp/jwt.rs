@@ -72,7 +72,13 @@ impl JwtValidator {
 
     /// The header checks: an access token's `typ`, no `crit`.
     fn typ(&self, token: &str) -> Result<Typ, Error> {
-        hygiene::check_header(&hygiene::raw_header(token)?, self.allow_untyped)
+        let header = hygiene::raw_header(token)?;
+        let typ = hygiene::check_header(&header, self.allow_untyped);
+        let typ_refused = !header.contains_key("crit") && !header.contains_key("b64");
+        match typ {
+            Err(refusal) if typ_refused => Err(hygiene::explain(token, refusal)),
+            other => other,
+        }
     }
 
     async fn verify_signed(&self, token: &str) -> Result<Map<String, Value>, Error> {
