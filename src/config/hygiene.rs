@@ -118,8 +118,15 @@ pub(super) fn check_policy(p: &Policy<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The loud warning for a directory that accepts any application's token.
-pub fn any_audience_warning(name: &str) -> String {
+/// The loud warning for a directory that says `allow-any-audience = true`
+/// (`checked`: it sets `audience` or `required-scope` all the same).
+pub fn any_audience_warning(name: &str, checked: bool) -> String {
+    if checked {
+        return format!(
+            "directory.{name}: allow-any-audience = true is written, but `audience` or \
+             `required-scope` is set and still checked: remove allow-any-audience"
+        );
+    }
     format!(
         "directory.{name}: allow-any-audience = true: a token the provider issued to ANY \
          application (not only mail clients) opens the mailbox; set `audience` or \

@@ -48,6 +48,12 @@ fn a_directory_must_say_which_tokens_are_for_mail() {
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("directory.idp") && warnings[0].contains("ANY"));
         assert!(parse(dir, "allow-any-audience = false").is_err());
+        let both = parse(dir, "allow-any-audience = true\nrequired-scope = \"email\"").unwrap();
+        assert!(
+            both.warnings()[0].contains("still checked"),
+            "{:?}",
+            both.warnings()
+        );
     }
     for dir in [JWT, INTROSPECT] {
         let c = parse(dir, "audience = \"urn:mail\"").unwrap();

@@ -378,7 +378,10 @@ impl Config {
         self.directories
             .values()
             .filter(|d| d.allow_any_audience)
-            .map(|d| hygiene::any_audience_warning(&d.name))
+            .map(|d| {
+                let checked = d.audience.is_some() || d.required_scope.is_some();
+                hygiene::any_audience_warning(&d.name, checked)
+            })
             .collect()
     }
 }
