@@ -9,6 +9,8 @@
 //! - `crit` and sender-constrained (`cnf`) tokens are refused (JWT and
 //!   introspection);
 //! - an email with `email_verified: false` is no identity;
+//! - an identity with upper-case letters is refused unless the upstream
+//!   says `identity-case = "lower"` (Dovecot folds case);
 //! - a directory that says neither audience nor scope is refused by
 //!   `check` and at start-up; `allow-any-audience` is accepted, loudly.
 
@@ -257,6 +259,24 @@ fn an_unverified_email_is_no_identity() {
     );
     let reply = password(&peers, &proxy, "bob@example.com", &token);
     assert!(reply.starts_with("a NO"), "{reply}\n{}", proxy.log());
+}
+
+#[test]
+fn identities_that_differ_only_by_case_never_share_a_mailbox_by_accident() {
+    let peers = peers_read();
+    // carol-mixed's address is Carol@Example.com; Dovecot folds user names,
+    // so passed on as it is, it would open carol@example.com's mailbox.
+    let token = mint_token(&peers, "carol-mixed", SCOPE, 300);
+    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    let reply = bearer(&peers, &proxy, &token);
+    assert_refused(&reply, &proxy, "has upper-case letters");
+    // The administrator knows the provider's addresses are unique
+    // regardless of case: lower-cased, the login is carol's.
+    let mut opts = ProxyOptions::new(&peers);
+    opts.upstream_extra = "identity-case = \"lower\"\n".into();
+    let proxy = Proxy::start(&peers, &opts);
+    assert_ok(&bearer(&peers, &proxy, &token), &proxy);
+    proxy.wait_log("user=\"carol@example.com\"");
 }
 
 /// The harness configuration with `directory` as `[directory.test]`.

@@ -284,6 +284,8 @@ pub struct ProxyOptions {
     pub imap_identity: &'static str,
     /// Raw TOML added to `[server.tls]` (e.g. `session-tickets = 0`).
     pub tls_extra: String,
+    /// Raw TOML added to both upstream blocks (e.g. `identity-case = "lower"`).
+    pub upstream_extra: String,
 }
 
 impl ProxyOptions {
@@ -308,6 +310,7 @@ impl ProxyOptions {
             listener_extra: String::new(),
             imap_identity: "email",
             tls_extra: String::new(),
+            upstream_extra: String::new(),
         }
     }
 }
@@ -356,16 +359,17 @@ impl Proxy {
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{}", peers.port(&["dovecot", "imap_port"])));
         c.push_str(&format!(
-            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n\n",
+            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n{}\n",
             peers.str(&["dovecot", "master_user"]),
             peers.str(&["dovecot", "master_secret_file"]),
             opts.imap_identity,
             opts.connect_timeout,
+            opts.upstream_extra,
         ));
         let smtp_port = peers.info["postfix"]["smtp_port"].as_u64().unwrap_or(1);
         c.push_str(&format!(
-            "[upstream.postfix]\naddress = \"127.0.0.1:{smtp_port}\"\ntls = \"none\"\nlogin.method = \"xclient\"\nidentity = \"email\"\nconnect-timeout = \"{}\"\n\n",
-            opts.connect_timeout
+            "[upstream.postfix]\naddress = \"127.0.0.1:{smtp_port}\"\ntls = \"none\"\nlogin.method = \"xclient\"\nidentity = \"email\"\nconnect-timeout = \"{}\"\n{}\n",
+            opts.connect_timeout, opts.upstream_extra
         ));
         c.push_str("[directory.test]\n");
         c.push_str(&opts.directory);

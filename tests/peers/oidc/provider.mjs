@@ -72,6 +72,8 @@ const ACCOUNTS = {
   },
   // An account whose `sub` is a mailbox (a provider that keys users by email).
   'carol@example.com': { email: 'carol@example.com', preferred_username: 'carol', name: 'Carol' },
+  // Another account whose address differs from carol's only by case.
+  'carol-mixed': { email: 'Carol@Example.com', preferred_username: 'Carol', name: 'Carol Mixed' },
 };
 
 // Whether an account's email is verified (true unless the fixture says otherwise).
