@@ -161,3 +161,10 @@ async fn auth(
         },
     )
 }
+
+#[cfg(test)]
+#[path = "password_tests.rs"]
+mod password_tests;
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
