@@ -5,6 +5,10 @@
 //! upstreams on `127.0.0.1:0` ([`fake`]) and a client that drives one
 //! session over a loopback TCP pair ([`Conn`]). Every wait is bounded by
 //! [`TIMEOUT`]; nothing outside the test process is involved.
+//!
+//! The connection limiter and its failure penalty are process-wide
+//! (`Limiter::shared`): every configuration here sets
+//! `auth-failure-delay = "0s"`, so that no test waits on another's failures.
 
 mod conn;
 pub mod fake;
@@ -33,6 +37,8 @@ pub struct Listener {
     pub passthrough: bool,
     pub password_tokens: bool,
     pub max_auth_failures: u32,
+    pub pre_auth_timeout: &'static str,
+    pub idle_timeout: &'static str,
 }
 
 impl Listener {
@@ -50,6 +56,8 @@ impl Listener {
             passthrough: false,
             password_tokens: false,
             max_auth_failures: 3,
+            pre_auth_timeout: "10s",
+            idle_timeout: "35m",
         }
     }
 
@@ -70,6 +78,13 @@ impl Listener {
         self
     }
 
+    /// `pre-auth-timeout` and `idle-timeout`, e.g. `"1s"`.
+    pub fn timeouts(mut self, pre_auth: &'static str, idle: &'static str) -> Self {
+        self.pre_auth_timeout = pre_auth;
+        self.idle_timeout = idle;
+        self
+    }
+
     /// The configuration file of this listener, its upstream at `upstream`.
     pub fn config(&self, upstream: &str) -> String {
         let login = match self.protocol {
@@ -84,7 +99,8 @@ impl Listener {
 hostname = "proxy.test"
 
 [server.limits]
-pre-auth-timeout = "10s"
+pre-auth-timeout = "{pre_auth}"
+idle-timeout = "{idle}"
 auth-failure-delay = "0s"
 max-auth-failures = {failures}
 
@@ -114,6 +130,8 @@ fields.email = "email"
 fields.username = "preferred_username"
 "#,
             failures = self.max_auth_failures,
+            pre_auth = self.pre_auth_timeout,
+            idle = self.idle_timeout,
             protocol = self.protocol,
             passthrough = self.passthrough,
             tokens = self.password_tokens,
