@@ -163,6 +163,9 @@ async fn auth(
 }
 
 #[cfg(test)]
+#[path = "limits_tests.rs"]
+mod limits_tests;
+#[cfg(test)]
 #[path = "password_tests.rs"]
 mod password_tests;
 #[cfg(test)]
