@@ -50,6 +50,22 @@ pub fn down_address() -> String {
     l.local_addr().expect("local address").to_string()
 }
 
+/// An upstream that accepts connections and never says a word.
+pub async fn blackhole() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("local address").to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    Upstream {
+        address,
+        received: Arc::default(),
+    }
+}
+
 /// A fake Dovecot.
 pub async fn imap() -> Upstream {
     spawn(

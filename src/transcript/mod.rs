@@ -118,7 +118,7 @@ address = "{upstream}"
 tls = "none"
 {login}
 identity = "email"
-connect-timeout = "3s"
+connect-timeout = "2s"
 
 [directory.idp]
 type = "oidc"
