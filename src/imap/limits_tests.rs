@@ -90,3 +90,17 @@ async fn a_non_synchronizing_literal_within_the_limit() {
         plain("", USER, APP_PASSWORD)
     )));
 }
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_is_unavailable_after_connect_timeout() {
+    let up = fake::blackhole().await;
+    let mut c = Conn::open(Listener::imap().service(&up.address)).await;
+    c.line().await;
+    c.send(&format!(
+        "A1 AUTHENTICATE XOAUTH2 {}",
+        xoauth2(USER, &token())
+    ))
+    .await;
+    let want = "A1 NO [UNAVAILABLE] Mail server temporarily unavailable, try again later.";
+    c.expect(want).await;
+}
