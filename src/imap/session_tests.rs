@@ -88,43 +88,45 @@ async fn bearer_login_then_relay() {
         ("XOAUTH2", xoauth2(USER, &token())),
     ] {
         for continuation in [false, true] {
-            let (mut c, up) = session(Listener::imap()).await;
-            if continuation {
-                c.send(&format!("A1 AUTHENTICATE {mechanism}")).await;
-                c.expect("+ ").await;
-                c.send(&ir).await;
-            } else {
-                c.send(&format!("A1 AUTHENTICATE {mechanism} {ir}")).await;
-            }
-            c.script(&format!(
-                "
-                S: A1 {LOGGED_IN}
-                C: A2 CAPABILITY
-                S: * CAPABILITY {IMAP_CAPABILITIES}
-                S: A2 OK Capability completed.
-                C: A3 SELECT INBOX
-                S: A3 OK Fake: SELECT INBOX done.
-                C: A4 LOGOUT
-                S: * BYE Fake: logging out
-                S: A4 OK Logout completed.
-                "
-            ))
-            .await;
-            c.expect_closed().await;
-            let master = plain(USER, "proxy", MASTER);
-            assert!(up.got(&format!("P1 AUTHENTICATE PLAIN {master}")));
-            assert!(up.got("A3 SELECT INBOX"), "{:?}", up.received());
-            let id = &up.received()[0];
-            let want = r#"P0 ID ("x-originating-ip" "192.0.2.7" "x-originating-port" "4321""#;
-            assert!(id.starts_with(want), "{id}");
-            let o = c.outcome().await;
-            assert_eq!(
-                (o.mechanism, o.user.as_deref()),
-                (Some(mechanism), Some(USER))
-            );
-            assert_eq!(o.result, "relayed");
+            eprintln!("case: {mechanism}, continuation: {continuation}");
+            login_and_relay(mechanism, &ir, continuation).await;
         }
     }
+}
+
+async fn login_and_relay(mechanism: &'static str, ir: &str, continuation: bool) {
+    let (mut c, up) = session(Listener::imap()).await;
+    if continuation {
+        c.script(&format!("C: A1 AUTHENTICATE {mechanism}\nS: + \nC: {ir}"))
+            .await;
+    } else {
+        c.send(&format!("A1 AUTHENTICATE {mechanism} {ir}")).await;
+    }
+    c.script(&format!(
+        "
+        S: A1 {LOGGED_IN}
+        C: A2 CAPABILITY
+        S: * CAPABILITY {IMAP_CAPABILITIES}
+        S: A2 OK Capability completed.
+        C: A3 SELECT INBOX
+        S: A3 OK Fake: SELECT INBOX done.
+        C: A4 LOGOUT
+        S: * BYE Fake: logging out
+        S: A4 OK Logout completed.
+        "
+    ))
+    .await;
+    c.expect_closed().await;
+    // ID with the client's address, then the master login as the user.
+    let id = r#"P0 ID ("x-originating-ip" "192.0.2.7" "x-originating-port" "4321""#;
+    assert!(up.received()[0].starts_with(id), "{:?}", up.received());
+    let master = plain(USER, "proxy", MASTER);
+    assert_eq!(up.received()[1], format!("P1 AUTHENTICATE PLAIN {master}"));
+    assert!(up.got("A3 SELECT INBOX"));
+    let o = c.outcome().await;
+    let who = (o.mechanism, o.user.as_deref());
+    assert_eq!(who, (Some(mechanism), Some(USER)));
+    assert_eq!(o.result, "relayed");
 }
 
 #[tokio::test]

@@ -169,3 +169,25 @@ async fn passthrough_with_the_upstream_down() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn login_mechanism_cancelled_at_either_prompt() {
+    let (mut c, up) = session(Listener::smtp().passthrough()).await;
+    let user = b64(USER);
+    c.script(&format!(
+        "
+        C: AUTH LOGIN
+        S: 334 VXNlcm5hbWU6
+        C: *
+        S: 501 5.5.2 Authentication cancelled
+        C: AUTH LOGIN {user}
+        S: 334 UGFzc3dvcmQ6
+        C: *
+        S: 501 5.5.2 Authentication cancelled
+        C: NOOP
+        S: 250 2.0.0 OK
+        "
+    ))
+    .await;
+    assert!(!up.received().iter().any(|l| l.starts_with("AUTH")));
+}
