@@ -150,10 +150,15 @@ fields.username = "preferred_username"
     }
 }
 
-/// A JWT with these claims, signed with `secret`.
+/// A JWT access token (RFC 9068 `typ: at+jwt`) with these claims, signed
+/// with `secret`.
 pub fn sign(claims: &Value, secret: &str) -> String {
+    let header = jsonwebtoken::Header {
+        typ: Some("at+jwt".into()),
+        ..Default::default()
+    };
     jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
+        &header,
         claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
