@@ -9,11 +9,13 @@
 //!
 //! - [`userinfo`]: OIDC UserInfo (GET with `Authorization: Bearer`).
 //! - [`introspect`]: RFC 7662 token introspection.
+//! - [`answer`]: what a provider's refusal means, by whose credential it judged.
 //! - [`jwt`], [`jwks`]: local validation of JWT access tokens.
 //! - [`discovery`]: endpoints and keys from the issuer's discovery document.
 //! - [`cache`]: the bounded token-result cache; [`stats`]: its counters.
 //! - [`claims`]: mapping claims to an identity through `fields.*`.
 
+pub mod answer;
 pub mod cache;
 pub mod claims;
 pub mod discovery;
