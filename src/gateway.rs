@@ -7,7 +7,7 @@ use crate::config::{self, Limits};
 use crate::idp::{self, Directories, Rejection};
 use crate::sasl::{self, challenge, Mechanism};
 use crate::secret::Secret;
-use crate::upstream::{self, ClientInfo, LoggedIn, Target};
+use crate::upstream::{self, ClientInfo, LoggedIn, Refusal, Target};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
@@ -254,19 +254,21 @@ impl Service {
             }
         };
         let logged_in = upstream::bounded(&self.upstream, login).await;
+        let name = &self.upstream.config.name;
         match logged_in {
             Ok(upstream) => Ok(Success { user, upstream }),
-            Err(upstream::Error::Refused {
-                reply,
-                authorization: true,
-            }) => Err(Failure::UpstreamRefused(format!(
-                "upstream {} refused {user}: {reply}",
-                self.upstream.config.name
-            ))),
-            Err(e) => Err(Failure::UpstreamUnavailable(format!(
-                "upstream {}: {e}",
-                self.upstream.config.name
-            ))),
+            Err(upstream::Error::Refused { reply, by }) => Err(match by {
+                Refusal::User => {
+                    Failure::UpstreamRefused(format!("upstream {name} refused {user}: {reply}"))
+                }
+                Refusal::Proxy => Failure::UpstreamUnavailable(format!(
+                    "upstream {name} refused the proxy's own credentials; check upstream.{name}.login.* and the upstream's trust in the proxy: {reply}"
+                )),
+                Refusal::Upstream => Failure::UpstreamUnavailable(format!(
+                    "upstream {name} refused the login for its own reasons: {reply}"
+                )),
+            }),
+            Err(e) => Err(Failure::UpstreamUnavailable(format!("upstream {name}: {e}"))),
         }
     }
 }

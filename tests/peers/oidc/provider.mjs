@@ -58,6 +58,12 @@ const ACCOUNTS = {
   alice: { email: 'alice@example.com', preferred_username: 'alice', name: 'Alice Example' },
   bob: { email: 'bob@example.com', preferred_username: 'bob', name: 'Bob Example' },
   noemail: { preferred_username: 'noemail', name: 'No Email' },
+  // An address with a `+` tag: Dovecot's default auth_username_chars has no
+  // `+`, so it refuses this name (tests of upstream refusals).
+  tagged: { email: 'alice+tag@example.com', preferred_username: 'alice+tag', name: 'Alice Tagged' },
+  // 50 non-ASCII letters: 312 characters as xtext, over Postfix's 255 for an
+  // XCLIENT attribute (and outside Dovecot's auth_username_chars).
+  long: { email: `${'é'.repeat(50)}@example.com`, preferred_username: 'long', name: 'Long Name' },
 };
 
 // Internal client the introspection middleware authenticates as; its secret is
