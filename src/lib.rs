@@ -34,6 +34,7 @@ pub mod limits;
 pub mod line;
 pub mod metrics;
 pub mod notify;
+pub mod pop3;
 pub mod proxy_protocol;
 pub mod relay;
 pub mod sasl;
