@@ -52,10 +52,10 @@ fn build_after(
         }
         None => Ok(None),
     };
-    let acceptors = [
-        (Protocol::Imap, acceptor(Protocol::Imap)?),
-        (Protocol::Smtp, acceptor(Protocol::Smtp)?),
-    ];
+    let acceptors = Protocol::ALL
+        .iter()
+        .map(|&p| Ok((p, acceptor(p)?)))
+        .collect::<Result<Vec<_>, String>>()?;
     // One limiter for the process, kept across reloads (new limits apply).
     let limiter = crate::limits::Limiter::shared(&config.server.limits);
     let mut validators = BTreeMap::new();
@@ -564,10 +564,7 @@ async fn handle(svc: Arc<Service>, mut tcp: TcpStream, peer: SocketAddr) {
             // The server speaks first in both protocols: its greeting goes
             // out with the server's Finished (TLS 1.3 half-RTT data, see
             // `tls::acceptor_alpn`), not one round trip and one write later.
-            let greeting = match svc.listener.protocol {
-                Protocol::Imap => crate::imap::reply::greeting(&svc, true),
-                Protocol::Smtp => crate::smtp::reply::banner(&svc),
-            };
+            let greeting = (crate::frontend::of(svc.listener.protocol).greeting)(&svc, true);
             let accept = acceptor.accept_with(tcp, |conn| {
                 use std::io::Write;
                 // Buffered by rustls until the handshake keys exist.
@@ -589,10 +586,7 @@ async fn handle(svc: Arc<Service>, mut tcp: TcpStream, peer: SocketAddr) {
     };
     let mut client = Client::new(stream, peer, local, svc.limits.max_line, deadline);
     client.greeted = greeted;
-    let outcome = match svc.listener.protocol {
-        Protocol::Imap => crate::imap::serve(client, &svc).await,
-        Protocol::Smtp => crate::smtp::serve(client, &svc).await,
-    };
+    let outcome = (crate::frontend::of(svc.listener.protocol).serve)(client, &svc).await;
     log_outcome(&svc, peer, started, &outcome);
 }
 
