@@ -13,7 +13,10 @@
 //! `[AUTH]` is the credentials' fault, `[SYS/TEMP]` and `[IN-USE]` are the
 //! upstream's temporary trouble.
 
-use super::{ClientInfo, Error, LoggedIn, Target};
+use super::{
+    printable, BoxFuture, ClientInfo, Error, LoggedIn, LoginContext, Password, PasswordReply,
+    Target,
+};
 use crate::config::{TlsMode, UpstreamLogin};
 use crate::line::{Line, LineReader};
 use crate::sasl;
@@ -39,15 +42,6 @@ enum Reply {
     Err(Vec<u8>),
 }
 
-/// A refused password, as the client should see it.
-pub struct Refusal {
-    /// The upstream's `-ERR` line (no CRLF).
-    pub lines: Vec<Vec<u8>>,
-    /// The upstream's temporary trouble (`[SYS/TEMP]`, `[IN-USE]`), not
-    /// the credentials' fault.
-    pub temporary: bool,
-}
-
 impl Session {
     /// Connects, reads the greeting and upgrades with STLS when configured.
     async fn open(target: &Target, client: ClientInfo) -> Result<Session, Error> {
@@ -61,7 +55,7 @@ impl Session {
         if !greeting.starts_with(b"+OK") {
             return Err(Error::Protocol(format!(
                 "unexpected greeting: {}",
-                super::imap::printable(&greeting)
+                printable(&greeting)
             )));
         }
         s.xclient = offers_xclient(&greeting);
@@ -69,10 +63,7 @@ impl Session {
             s.send(&[b"STLS"]).await?;
             let answer = s.read_line().await?;
             if !answer.starts_with(b"+OK") {
-                return Err(Error::Tls(format!(
-                    "STLS refused: {}",
-                    super::imap::printable(&answer)
-                )));
+                return Err(Error::Tls(format!("STLS refused: {}", printable(&answer))));
             }
             s.reader.discard_buffered();
             s.stream = target.start_tls(s.stream).await?;
@@ -123,7 +114,7 @@ impl Session {
             if !answer.starts_with(b"+OK") {
                 return Err(Error::Protocol(format!(
                     "XCLIENT refused: {}",
-                    super::imap::printable(&answer)
+                    printable(&answer)
                 )));
             }
         } else {
@@ -134,8 +125,7 @@ impl Session {
             Ok(Reply::Ok(LoggedIn {
                 buffered: self.reader.take_buffered(),
                 stream: self.stream,
-                untagged: Vec::new(),
-                tagged_text: answer,
+                reply: vec![answer],
             }))
         } else if answer.starts_with(b"-ERR") {
             Ok(Reply::Err(answer))
@@ -144,18 +134,37 @@ impl Session {
             // the upstream wants something we cannot give.
             Err(Error::Protocol(format!(
                 "unexpected answer to AUTH: {}",
-                super::imap::printable(&answer)
+                printable(&answer)
             )))
         }
     }
 }
 
+/// The POP3 login strategy (Dovecot).
+pub struct Login;
+
+impl super::Strategy for Login {
+    fn token_login<'a>(
+        &'a self,
+        target: &'a Target,
+        ctx: LoginContext<'a>,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<LoggedIn, Error>> {
+        Box::pin(master_login(target, ctx.client, user))
+    }
+
+    fn password_login<'a>(
+        &'a self,
+        target: &'a Target,
+        ctx: LoginContext<'a>,
+        password: Password<'a>,
+    ) -> BoxFuture<'a, Result<PasswordReply, Error>> {
+        Box::pin(password_login(target, ctx.client, password))
+    }
+}
+
 /// Logs in as `user` with the master credentials (SASL PLAIN, authzid = user).
-pub async fn master_login(
-    target: &Target,
-    client: ClientInfo,
-    user: &str,
-) -> Result<LoggedIn, Error> {
+async fn master_login(target: &Target, client: ClientInfo, user: &str) -> Result<LoggedIn, Error> {
     let UpstreamLogin::MasterUser { username, secret } = &target.config.login else {
         return Err(Error::Protocol(
             "POP3 upstreams log in with login.method = \"master-user\"".into(),
@@ -169,27 +178,26 @@ pub async fn master_login(
         Reply::Ok(logged_in) => Ok(logged_in),
         Reply::Err(line) => Err(Error::Refused {
             authorization: refusal_is_authorization(&line),
-            reply: super::imap::printable(&line),
+            reply: printable(&line),
         }),
     }
 }
 
 /// Password passthrough: the client's own credentials as `AUTH PLAIN`
 /// (after XCLIENT with its real address, so Dovecot applies its own
-/// failure penalty to the client). `initial_response` is the SASL PLAIN
-/// message in base64.
-pub async fn password_login(
+/// failure penalty to the client).
+async fn password_login(
     target: &Target,
     client: ClientInfo,
-    initial_response: &Secret,
-) -> Result<Result<LoggedIn, Refusal>, Error> {
+    password: Password<'_>,
+) -> Result<PasswordReply, Error> {
     let session = Session::open(target, client).await?;
-    match session.login(client, initial_response).await? {
-        Reply::Ok(logged_in) => Ok(Ok(logged_in)),
-        Reply::Err(line) => Ok(Err(Refusal {
+    match session.login(client, &password.plain_base64()).await? {
+        Reply::Ok(logged_in) => Ok(PasswordReply::Accepted(logged_in)),
+        Reply::Err(line) => Ok(PasswordReply::Refused {
             temporary: is_temporary(&line),
             lines: vec![line],
-        })),
+        }),
     }
 }
 
@@ -246,183 +254,5 @@ fn xclient_command(client: ClientInfo) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xclient_offer_is_read_from_the_greeting() {
-        assert!(offers_xclient(b"+OK [XCLIENT] Dovecot (Debian) ready."));
-        assert!(offers_xclient(b"+OK [xclient] ready"));
-        assert!(!offers_xclient(b"+OK Dovecot (Debian) ready."));
-        assert!(!offers_xclient(b"+OK XCLIENT ready"));
-        assert!(!offers_xclient(b"+OK [XCLIENT"));
-    }
-
-    #[test]
-    fn refusals_are_classified_by_response_code() {
-        let cases: &[(&[u8], bool, bool)] = &[
-            // (line, temporary, authorization)
-            (b"-ERR [AUTH] Authentication failed.", false, false),
-            (b"-ERR [AUTH] Authorization failed", false, true),
-            (
-                b"-ERR [SYS/TEMP] Temporary authentication failure.",
-                true,
-                false,
-            ),
-            (b"-ERR [SYS/TEMP/DISK] full", true, false),
-            (b"-ERR [IN-USE] Mailbox locked", true, false),
-            (b"-ERR [SYS/PERM] Authorization failed", false, true),
-            (b"-ERR Unknown command.", false, false),
-            (b"-ERR [SYS/TEMPX] no", false, false),
-        ];
-        for &(line, temporary, authorization) in cases {
-            let text = String::from_utf8_lossy(line);
-            assert_eq!(is_temporary(line), temporary, "{text}");
-            assert_eq!(refusal_is_authorization(line), authorization, "{text}");
-        }
-    }
-
-    #[test]
-    fn xclient_command_carries_the_client_address() {
-        let client = ClientInfo {
-            peer: "[2001:db8::7]:4242".parse().unwrap(),
-            local: "127.0.0.1:995".parse().unwrap(),
-        };
-        assert_eq!(
-            xclient_command(client),
-            "XCLIENT ADDR=2001:db8::7 PORT=4242"
-        );
-        let mapped = ClientInfo {
-            peer: "[::ffff:192.0.2.7]:110".parse().unwrap(),
-            ..client
-        };
-        assert_eq!(xclient_command(mapped), "XCLIENT ADDR=192.0.2.7 PORT=110");
-    }
-
-    fn target(address: String) -> std::sync::Arc<Target> {
-        use crate::config::{IdentityField, Upstream};
-        Target::new(Upstream {
-            name: "fake".into(),
-            address,
-            tls: TlsMode::None,
-            tls_ca: None,
-            tls_name: "localhost".into(),
-            login: UpstreamLogin::MasterUser {
-                username: "proxy".into(),
-                secret: Secret::new("s3cret"),
-            },
-            identity: IdentityField::Email,
-            connect_timeout: std::time::Duration::from_secs(5),
-            proxy_protocol_v2: false,
-        })
-        .unwrap()
-    }
-
-    /// A fake POP3 upstream for one connection: sends `greeting`, then
-    /// answers each line with `answer(line)`; returns what it was sent.
-    async fn fake(
-        greeting: &'static str,
-        answer: fn(&str) -> &'static str,
-    ) -> (String, tokio::task::JoinHandle<Vec<String>>) {
-        use tokio::io::{AsyncBufReadExt, BufReader};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let task = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let (r, mut w) = tcp.into_split();
-            let mut lines = BufReader::new(r).lines();
-            w.write_all(greeting.as_bytes()).await.unwrap();
-            let mut seen = Vec::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let reply = answer(&line);
-                seen.push(line);
-                if w.write_all(reply.as_bytes()).await.is_err() {
-                    break;
-                }
-            }
-            seen
-        });
-        (address, task)
-    }
-
-    fn client() -> ClientInfo {
-        ClientInfo {
-            peer: "192.0.2.7:4242".parse().unwrap(),
-            local: "127.0.0.1:995".parse().unwrap(),
-        }
-    }
-
-    #[tokio::test]
-    async fn master_login_passes_the_address_then_authenticates_with_authzid() {
-        let (address, seen) = fake("+OK [XCLIENT] ready.\r\n", |line| {
-            if line.starts_with("XCLIENT") {
-                "+OK Updated\r\n"
-            } else {
-                "+OK Logged in.\r\n"
-            }
-        })
-        .await;
-        let t = target(address);
-        let logged_in = master_login(&t, client(), "alice@example.com")
-            .await
-            .unwrap();
-        assert_eq!(logged_in.tagged_text, b"+OK Logged in.".to_vec());
-        drop(logged_in);
-        let plain = sasl::encode(b"alice@example.com\0proxy\0s3cret");
-        assert_eq!(
-            seen.await.unwrap(),
-            vec![
-                "XCLIENT ADDR=192.0.2.7 PORT=4242".to_string(),
-                format!("AUTH PLAIN {plain}")
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn no_xclient_unless_offered_and_refusals_are_classified() {
-        let (address, seen) =
-            fake("+OK ready.\r\n", |_| "-ERR [AUTH] Authorization failed\r\n").await;
-        let t = target(address);
-        match master_login(&t, client(), "nobody@example.com").await {
-            Err(Error::Refused {
-                authorization: true,
-                reply,
-            }) => assert_eq!(reply, "-ERR [AUTH] Authorization failed"),
-            Err(e) => panic!("unexpected error {e}"),
-            Ok(_) => panic!("logged in"),
-        }
-        let seen = seen.await.unwrap();
-        assert_eq!(seen.len(), 1);
-        assert!(seen[0].starts_with("AUTH PLAIN "));
-    }
-
-    #[tokio::test]
-    async fn password_refusals_carry_the_upstream_line() {
-        let (address, _seen) = fake("+OK ready.\r\n", |_| {
-            "-ERR [SYS/TEMP] Temporary authentication failure.\r\n"
-        })
-        .await;
-        let t = target(address);
-        let ir = Secret::new(sasl::encode(b"\0alice@example.com\0pw"));
-        match password_login(&t, client(), &ir).await {
-            Ok(Err(refusal)) => {
-                assert!(refusal.temporary);
-                assert_eq!(
-                    refusal.lines,
-                    vec![b"-ERR [SYS/TEMP] Temporary authentication failure.".to_vec()]
-                );
-            }
-            _ => panic!("expected a refusal"),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_bad_greeting_is_a_protocol_error() {
-        let (address, _seen) = fake("-ERR [SYS/TEMP] busy\r\n", |_| "").await;
-        let t = target(address);
-        assert!(matches!(
-            master_login(&t, client(), "alice@example.com").await,
-            Err(Error::Protocol(_))
-        ));
-    }
-}
+#[path = "pop3_tests.rs"]
+mod tests;

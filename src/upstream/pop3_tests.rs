@@ -1,0 +1,185 @@
+//! Tests of the POP3 upstream login: response codes, XCLIENT, and
+//! transcripts against a fake upstream on 127.0.0.1:0.
+
+use super::*;
+
+#[test]
+fn xclient_offer_is_read_from_the_greeting() {
+    assert!(offers_xclient(b"+OK [XCLIENT] Dovecot (Debian) ready."));
+    assert!(offers_xclient(b"+OK [xclient] ready"));
+    assert!(!offers_xclient(b"+OK Dovecot (Debian) ready."));
+    assert!(!offers_xclient(b"+OK XCLIENT ready"));
+    assert!(!offers_xclient(b"+OK [XCLIENT"));
+}
+
+#[test]
+fn refusals_are_classified_by_response_code() {
+    let cases: &[(&[u8], bool, bool)] = &[
+        // (line, temporary, authorization)
+        (b"-ERR [AUTH] Authentication failed.", false, false),
+        (b"-ERR [AUTH] Authorization failed", false, true),
+        (
+            b"-ERR [SYS/TEMP] Temporary authentication failure.",
+            true,
+            false,
+        ),
+        (b"-ERR [SYS/TEMP/DISK] full", true, false),
+        (b"-ERR [IN-USE] Mailbox locked", true, false),
+        (b"-ERR [SYS/PERM] Authorization failed", false, true),
+        (b"-ERR Unknown command.", false, false),
+        (b"-ERR [SYS/TEMPX] no", false, false),
+    ];
+    for &(line, temporary, authorization) in cases {
+        let text = String::from_utf8_lossy(line);
+        assert_eq!(is_temporary(line), temporary, "{text}");
+        assert_eq!(refusal_is_authorization(line), authorization, "{text}");
+    }
+}
+
+#[test]
+fn xclient_command_carries_the_client_address() {
+    let client = ClientInfo {
+        peer: "[2001:db8::7]:4242".parse().unwrap(),
+        local: "127.0.0.1:995".parse().unwrap(),
+    };
+    assert_eq!(
+        xclient_command(client),
+        "XCLIENT ADDR=2001:db8::7 PORT=4242"
+    );
+    let mapped = ClientInfo {
+        peer: "[::ffff:192.0.2.7]:110".parse().unwrap(),
+        ..client
+    };
+    assert_eq!(xclient_command(mapped), "XCLIENT ADDR=192.0.2.7 PORT=110");
+}
+
+fn target(address: String) -> std::sync::Arc<Target> {
+    use crate::config::{IdentityField, Upstream};
+    Target::new(Upstream {
+        name: "fake".into(),
+        protocol: Some(crate::config::Protocol::Pop3),
+        address,
+        tls: TlsMode::None,
+        tls_ca: None,
+        tls_name: "localhost".into(),
+        login: UpstreamLogin::MasterUser {
+            username: "proxy".into(),
+            secret: Secret::new("s3cret"),
+        },
+        identity: IdentityField::Email,
+        connect_timeout: std::time::Duration::from_secs(5),
+        proxy_protocol_v2: false,
+    })
+    .unwrap()
+}
+
+/// A fake POP3 upstream for one connection: sends `greeting`, then
+/// answers each line with `answer(line)`; returns what it was sent.
+async fn fake(
+    greeting: &'static str,
+    answer: fn(&str) -> &'static str,
+) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (r, mut w) = tcp.into_split();
+        let mut lines = BufReader::new(r).lines();
+        w.write_all(greeting.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let reply = answer(&line);
+            seen.push(line);
+            if w.write_all(reply.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        seen
+    });
+    (address, task)
+}
+
+fn client() -> ClientInfo {
+    ClientInfo {
+        peer: "192.0.2.7:4242".parse().unwrap(),
+        local: "127.0.0.1:995".parse().unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn master_login_passes_the_address_then_authenticates_with_authzid() {
+    let (address, seen) = fake("+OK [XCLIENT] ready.\r\n", |line| {
+        if line.starts_with("XCLIENT") {
+            "+OK Updated\r\n"
+        } else {
+            "+OK Logged in.\r\n"
+        }
+    })
+    .await;
+    let t = target(address);
+    let logged_in = master_login(&t, client(), "alice@example.com")
+        .await
+        .unwrap();
+    assert_eq!(logged_in.reply, vec![b"+OK Logged in.".to_vec()]);
+    drop(logged_in);
+    let plain = sasl::encode(b"alice@example.com\0proxy\0s3cret");
+    assert_eq!(
+        seen.await.unwrap(),
+        vec![
+            "XCLIENT ADDR=192.0.2.7 PORT=4242".to_string(),
+            format!("AUTH PLAIN {plain}")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn no_xclient_unless_offered_and_refusals_are_classified() {
+    let (address, seen) = fake("+OK ready.\r\n", |_| "-ERR [AUTH] Authorization failed\r\n").await;
+    let t = target(address);
+    match master_login(&t, client(), "nobody@example.com").await {
+        Err(Error::Refused {
+            authorization: true,
+            reply,
+        }) => assert_eq!(reply, "-ERR [AUTH] Authorization failed"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("logged in"),
+    }
+    let seen = seen.await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].starts_with("AUTH PLAIN "));
+}
+
+#[tokio::test]
+async fn password_refusals_carry_the_upstream_line() {
+    let (address, _seen) = fake("+OK ready.\r\n", |_| {
+        "-ERR [SYS/TEMP] Temporary authentication failure.\r\n"
+    })
+    .await;
+    let t = target(address);
+    let password = Password {
+        authzid: b"",
+        user: b"alice@example.com",
+        password: b"pw",
+    };
+    match password_login(&t, client(), password).await {
+        Ok(PasswordReply::Refused { lines, temporary }) => {
+            assert!(temporary);
+            assert_eq!(
+                lines,
+                vec![b"-ERR [SYS/TEMP] Temporary authentication failure.".to_vec()]
+            );
+        }
+        _ => panic!("expected a refusal"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_greeting_is_a_protocol_error() {
+    let (address, _seen) = fake("-ERR [SYS/TEMP] busy\r\n", |_| "").await;
+    let t = target(address);
+    assert!(matches!(
+        master_login(&t, client(), "alice@example.com").await,
+        Err(Error::Protocol(_))
+    ));
+}
