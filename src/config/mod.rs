@@ -310,12 +310,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            ConfigError::new(
-                "",
-                format!("invalid configuration: {}", e.to_string().trim_end()),
-            )
-        })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         Self::from_raw(raw)
     }
 
@@ -539,6 +534,25 @@ fn machine_hostname() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// A TOML syntax or type error, by line and column: never with the text of
+/// the line, which may hold a secret (`login.secret = "..."`).
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!(" at line {line}, column {column}")
+    });
+    ConfigError::new(
+        "",
+        format!(
+            "invalid configuration{}: {}",
+            at.unwrap_or_default(),
+            e.message().trim_end()
+        ),
+    )
 }
 
 /// The protocol called `name` in the configuration.

@@ -62,3 +62,11 @@ fn a_listener_wired_to_an_upstream_of_another_protocol_is_refused() {
     let e = parse("postfix", "protocol = \"gopher\"").unwrap_err();
     assert_eq!(e.key, "upstream.postfix.protocol", "{e}");
 }
+
+#[test]
+fn a_toml_error_names_the_line_but_never_echoes_it() {
+    let text = "[upstream.dovecot]\nlogin.secret = \"hunter2\" oops\n";
+    let e = Config::parse(text).unwrap_err().to_string();
+    assert!(e.contains("line 2"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+}

@@ -2,10 +2,8 @@
 //! answer lines, tagged replies (RFC 3501 §6.2.2, RFC 7628 §4).
 
 use super::reply;
-use crate::client::Client;
 use crate::gateway::Failure;
-use crate::login::{wire::base64_line, Rejected, Response, Wire};
-use std::future::Future;
+use crate::login::{Rejected, Wire};
 
 /// The wire of one command: replies carry its tag.
 pub struct ImapWire<'a> {
@@ -39,13 +37,6 @@ impl ImapWire<'_> {
 impl Wire for ImapWire<'_> {
     fn challenge(&self, base64: &str) -> Vec<u8> {
         format!("+ {base64}\r\n").into_bytes()
-    }
-
-    fn read_response<'a>(
-        &'a self,
-        client: &'a mut Client,
-    ) -> impl Future<Output = Response> + Send + 'a {
-        base64_line(client)
     }
 
     fn logged_in(&self, upstream: &[Vec<u8>]) -> Vec<u8> {

@@ -46,12 +46,14 @@ pub trait Wire: Sync {
     /// `+ <data>`, SMTP `334 <data>`, ManageSieve a string.
     fn challenge(&self, base64: &str) -> Vec<u8>;
 
-    /// Reads the client's answer to a challenge. IMAP, SMTP and POP3 read
-    /// one base64 line ([`base64_line`]).
+    /// Reads the client's answer to a challenge: by default one base64
+    /// line ([`base64_line`], IMAP, SMTP, POP3).
     fn read_response<'a>(
         &'a self,
         client: &'a mut Client,
-    ) -> impl Future<Output = Response> + Send + 'a;
+    ) -> impl Future<Output = Response> + Send + 'a {
+        base64_line(client)
+    }
 
     /// The reply to a successful login. `upstream` is the upstream's own
     /// success reply, line by line (empty when it gave none to show).

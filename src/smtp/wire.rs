@@ -3,10 +3,8 @@
 //! (RFC 4954, RFC 7628 §4.4).
 
 use super::reply;
-use crate::client::Client;
 use crate::gateway::{Failure, Service};
-use crate::login::{wire::base64_line, Rejected, Response, Wire};
-use std::future::Future;
+use crate::login::{Rejected, Wire};
 
 pub struct SmtpWire<'a> {
     pub svc: &'a Service,
@@ -25,13 +23,6 @@ fn lines(upstream: &[Vec<u8>]) -> Vec<u8> {
 impl Wire for SmtpWire<'_> {
     fn challenge(&self, base64: &str) -> Vec<u8> {
         format!("334 {base64}\r\n").into_bytes()
-    }
-
-    fn read_response<'a>(
-        &'a self,
-        client: &'a mut Client,
-    ) -> impl Future<Output = Response> + Send + 'a {
-        base64_line(client)
     }
 
     /// After XCLIENT the upstream said nothing the client should see: the
