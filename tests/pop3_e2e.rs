@@ -1,21 +1,16 @@
 //! POP3 end to end: the real Dovecot pop3 (Debian dovecot-pop3d) behind the
 //! proxy, the real OpenID provider, real clients (curl, Python poplib,
-//! fetchmail) and raw transcripts for the protocol details. Every login
-//! that succeeds retrieves the user's real seeded message.
+//! fetchmail) and raw transcripts of logins. Every login that succeeds
+//! retrieves the user's real seeded message. Refusals and failures are in
+//! tests/pop3_refusals_e2e.rs.
 
 mod common;
+#[path = "pop3/helpers.rs"]
+mod helpers;
 use common::*;
+use helpers::*;
 use serde_json::Value;
 use std::process::Command;
-
-const ALICE: &str = "alice@example.com";
-const ALICE_PASSWORD: &str = "alice-app-password";
-const SCOPE: &str = "openid email profile";
-const AUTH_FAILED: &str = "-ERR [AUTH] Authentication failed.";
-
-fn welcome(user: &str) -> String {
-    format!("Welcome {user}")
-}
 
 /// curl retrieving message 1 with `--oauth2-bearer` (curl picks OAUTHBEARER).
 fn curl_pop3(peers: &Peers, url: &str, token: &str, extra: &[&str]) -> std::process::Output {
@@ -60,50 +55,6 @@ fn poplib(peers: &Peers, port: u16, tls: &str, mech: &str, secret: &str, extra: 
     })
 }
 
-/// A TLS connection to the implicit-TLS POP3 listener, greeting read.
-fn pop3s(peers: &Peers, proxy: &Proxy) -> Raw {
-    let mut c = Raw::connect(proxy.port("pop3s"), true, &peers.ca());
-    let greeting = c.expect_line();
-    assert_eq!(greeting, "+OK proxy.test ready.");
-    c
-}
-
-/// STAT and RETR 1 on a logged-in session: the seeded message is there.
-fn retrieve_welcome(c: &mut Raw, user: &str) {
-    c.send("STAT\r\nRETR 1\r\n");
-    let stat = c.expect_line();
-    assert!(stat.starts_with("+OK 1 "), "{stat}");
-    let message = c.until(".");
-    assert!(
-        message
-            .iter()
-            .any(|l| l == &format!("Subject: {}", welcome(user))),
-        "{message:?}"
-    );
-    c.send("QUIT\r\n");
-    assert!(c.expect_line().starts_with("+OK"));
-}
-
-fn challenge_json(line: &str) -> Value {
-    let b = line
-        .strip_prefix("+ ")
-        .unwrap_or_else(|| panic!("not a challenge: {line}"));
-    serde_json::from_slice(&b64_decode(b)).expect("challenge JSON")
-}
-
-/// An OAUTHBEARER login the proxy refuses: the RFC 7628 error challenge,
-/// answered with the dummy response, then `-ERR [AUTH]`.
-fn refused_oauthbearer(c: &mut Raw, user: Option<&str>, token: &str) -> Value {
-    c.send(&format!(
-        "AUTH OAUTHBEARER {}\r\n",
-        oauthbearer(user, token)
-    ));
-    let challenge = challenge_json(&c.expect_line());
-    c.send("AQ==\r\n");
-    assert_eq!(c.expect_line(), AUTH_FAILED);
-    challenge
-}
-
 #[test]
 fn curl_oauthbearer_over_pop3s_and_stls_retrieves_the_message() {
     let peers = peers_read();
@@ -111,6 +62,9 @@ fn curl_oauthbearer_over_pop3s_and_stls_retrieves_the_message() {
     let token = mint_token(&peers, "alice", SCOPE, 300);
     let pop3s = format!("pop3s://localhost:{}/1", proxy.port("pop3s"));
     let stls = format!("pop3://localhost:{}/1", proxy.port("pop3"));
+    // curl 7.88 picks OAUTHBEARER whenever XOAUTH2 is offered too, even
+    // with `--login-options AUTH=XOAUTH2` (tried: the log says OAUTHBEARER);
+    // XOAUTH2 is driven by poplib below.
     for (url, extra) in [(&pop3s, &[][..]), (&stls, &["--ssl-reqd"][..])] {
         let out = curl_pop3(&peers, url, &token, extra);
         let body = String::from_utf8_lossy(&out.stdout);
@@ -121,10 +75,8 @@ fn curl_oauthbearer_over_pop3s_and_stls_retrieves_the_message() {
             proxy.log()
         );
     }
-    proxy.wait_log("listener=pop3 client=127.0.0.1");
-    assert!(proxy
-        .log()
-        .contains("mechanism=\"OAUTHBEARER\" user=\"alice@example.com\" result=\"relayed\""));
+    let relayed = "mechanism=\"OAUTHBEARER\" user=\"alice@example.com\" result=\"relayed\"";
+    wait_count(&proxy, relayed, 2);
 }
 
 #[test]
@@ -210,9 +162,11 @@ fn fetchmail_passthrough_retrieves_the_message() {
         );
     }
     // Both sessions were USER/PASS logins relayed by the proxy.
-    let relayed = "mechanism=\"USER\" user=\"alice@example.com\" result=\"relayed\"";
-    let log = proxy.wait_log(relayed);
-    assert_eq!(log.matches(relayed).count(), 2, "{log}");
+    wait_count(
+        &proxy,
+        "mechanism=\"USER\" user=\"alice@example.com\" result=\"relayed\"",
+        2,
+    );
 }
 
 #[test]
@@ -240,125 +194,6 @@ fn sasl_ir_transcript_relays_dovecots_reply_and_pipelined_commands() {
     ));
     assert_eq!(c.expect_line(), "+OK Logged in.");
     assert!(c.expect_line().starts_with("+OK 1 "));
-    retrieve_welcome(&mut c, ALICE);
-}
-
-#[test]
-fn continuation_empty_initial_response_and_cancel() {
-    let peers = peers_read();
-    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let token = mint_token(&peers, "alice", SCOPE, 300);
-    let mut c = pop3s(&peers, &proxy);
-    c.send("AUTH OAUTHBEARER\r\n");
-    assert_eq!(c.expect_line(), "+ ");
-    c.send("*\r\n");
-    assert_eq!(c.expect_line(), "-ERR Authentication aborted by client.");
-    c.send("AUTH CRAM-MD5\r\n");
-    assert_eq!(
-        c.expect_line(),
-        "-ERR Unsupported authentication mechanism."
-    );
-    c.send("NOOP\r\nAPOP alice 0123\r\nRETR 1\r\n");
-    assert_eq!(c.expect_line(), "-ERR Unknown command.");
-    assert!(c.expect_line().starts_with("-ERR APOP"));
-    assert_eq!(c.expect_line(), "-ERR Unknown command.");
-    c.send("AUTH OAUTHBEARER\r\n");
-    assert_eq!(c.expect_line(), "+ ");
-    c.send(&format!("{}\r\n", oauthbearer(None, &token)));
-    assert_eq!(c.expect_line(), "+OK Logged in.");
-    retrieve_welcome(&mut c, ALICE);
-}
-
-#[test]
-fn invalid_expired_and_revoked_tokens_get_the_error_challenge_then_auth() {
-    let peers = peers_read();
-    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let expired = mint_token(&peers, "alice", SCOPE, 1);
-    let revoked = mint_token(&peers, "alice", SCOPE, 300);
-    let admin = peers.str(&["oidc", "admin"]);
-    let out = run(Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-        ])
-        .arg(serde_json::json!({ "token": revoked }).to_string())
-        .arg(format!("{admin}/revoke")));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("\"revoked\":true"),
-        "{out:?}"
-    );
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    for token in ["not-a-valid-token", expired.as_str(), revoked.as_str()] {
-        // One connection each: three failures on one end it (max-auth-failures).
-        let mut c = pop3s(&peers, &proxy);
-        let challenge = refused_oauthbearer(&mut c, Some(ALICE), token);
-        assert_eq!(challenge["status"], "invalid_token", "{challenge}");
-    }
-    // XOAUTH2: Google's challenge form, answered with an empty line.
-    let mut c = pop3s(&peers, &proxy);
-    c.send(&format!(
-        "AUTH XOAUTH2 {}\r\n",
-        xoauth2(ALICE, "not-a-valid-token")
-    ));
-    let challenge = challenge_json(&c.expect_line());
-    assert_eq!(challenge["status"], "400", "{challenge}");
-    c.send("\r\n");
-    assert_eq!(c.expect_line(), AUTH_FAILED);
-    c.send("CAPA\r\n");
-    assert_eq!(c.expect_line(), "+OK");
-}
-
-#[test]
-fn authzid_that_does_not_match_the_token_is_refused() {
-    let peers = peers_read();
-    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let token = mint_token(&peers, "alice", SCOPE, 300);
-    let mut c = pop3s(&peers, &proxy);
-    refused_oauthbearer(&mut c, Some("bob@example.com"), &token);
-    c.send(&format!("AUTH XOAUTH2 {}\r\n", xoauth2("bob", &token)));
-    assert!(c.expect_line().starts_with("+ "));
-    c.send("\r\n");
-    assert_eq!(c.expect_line(), AUTH_FAILED);
-    proxy.wait_log("does not match");
-}
-
-#[test]
-fn stls_listener_refuses_auth_before_tls_and_discards_injected_commands() {
-    let peers = peers_read();
-    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let token = mint_token(&peers, "alice", SCOPE, 300);
-    let mut c = Raw::connect(proxy.port("pop3"), false, &peers.ca());
-    assert_eq!(c.expect_line(), "+OK proxy.test ready.");
-    c.send("CAPA\r\n");
-    let capa = c.until(".");
-    assert!(capa.contains(&"STLS".to_string()), "{capa:?}");
-    assert!(
-        !capa.iter().any(|l| l.starts_with("SASL") || l == "USER"),
-        "{capa:?}"
-    );
-    let privacy =
-        "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
-    c.send(&format!("AUTH XOAUTH2 {}\r\n", xoauth2(ALICE, &token)));
-    assert_eq!(c.expect_line(), privacy);
-    c.send(&format!("USER {ALICE}\r\n"));
-    assert_eq!(c.expect_line(), privacy);
-    // STARTTLS injection (CVE-2011-0411 style): CAPA behind STLS in the
-    // same write must not be answered inside TLS.
-    c.send("STLS\r\nCAPA\r\n");
-    assert_eq!(c.expect_line(), "+OK Begin TLS negotiation now.");
-    c.upgrade();
-    c.send("NOOP\r\n");
-    assert_eq!(c.expect_line(), "-ERR Unknown command.");
-    c.send("STLS\r\n");
-    assert_eq!(c.expect_line(), "-ERR TLS is already active.");
-    c.send(&format!("AUTH XOAUTH2 {}\r\n", xoauth2(ALICE, &token)));
-    assert_eq!(c.expect_line(), "+OK Logged in.");
     retrieve_welcome(&mut c, ALICE);
 }
 
@@ -430,41 +265,4 @@ fn dovecot_sees_the_real_client_address() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-}
-
-#[test]
-fn provider_down_and_dovecot_down_are_sys_temp() {
-    let peers = peers_exclusive();
-    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let token = mint_token(&peers, "alice", SCOPE, 300);
-    peers.control("stop oidc");
-    let mut c = pop3s(&peers, &proxy);
-    c.send(&format!(
-        "AUTH OAUTHBEARER {}\r\n",
-        oauthbearer(None, &token)
-    ));
-    let reply = c.expect_line();
-    peers.control("start oidc");
-    assert!(reply.starts_with("-ERR [SYS/TEMP] "), "{reply}");
-
-    peers.control("stop dovecot");
-    let token = mint_token(&peers, "alice", SCOPE, 300);
-    c.send(&format!(
-        "AUTH OAUTHBEARER {}\r\n",
-        oauthbearer(None, &token)
-    ));
-    let token_reply = c.expect_line();
-    c.send(&format!("USER {ALICE}\r\nPASS {ALICE_PASSWORD}\r\n"));
-    c.expect_line();
-    let password_reply = c.expect_line();
-    peers.control("start dovecot");
-    assert!(token_reply.starts_with("-ERR [SYS/TEMP] "), "{token_reply}");
-    assert!(
-        password_reply.starts_with("-ERR [SYS/TEMP] "),
-        "{password_reply}"
-    );
-    // Neither counted as the client's failure: the same session logs in.
-    c.send(&format!("AUTH XOAUTH2 {}\r\n", xoauth2(ALICE, &token)));
-    assert_eq!(c.expect_line(), "+OK Logged in.", "{}", proxy.log());
-    retrieve_welcome(&mut c, ALICE);
 }
