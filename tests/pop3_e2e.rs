@@ -266,3 +266,45 @@ fn dovecot_sees_the_real_client_address() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// An upstream with `tls = "starttls"`: a second proxy in front, whose
+/// STLS listener is this proxy's upstream. The first proxy validates the
+/// token, upgrades with STLS (verifying the certificate against the test
+/// CA) and logs in as the master user; the second relays that AUTH PLAIN
+/// (password passthrough) to Dovecot.
+#[test]
+fn an_upstream_with_stls_is_upgraded_before_the_login() {
+    let peers = peers_read();
+    let inner = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    let port = free_port();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.extra = format!(
+        "[listener.chained]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:{port}\"\ntls = \"implicit\"\ndirectory = \"test\"\nupstream = \"chained\"\n\n[upstream.chained]\nprotocol = \"pop3\"\naddress = \"127.0.0.1:{}\"\ntls = \"starttls\"\ntls-ca = \"{}\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"email\"\n",
+        inner.port("pop3"),
+        peers.ca(),
+        peers.str(&["dovecot", "master_user"]),
+        peers.str(&["dovecot", "master_secret_file"]),
+    );
+    let outer = Proxy::start(&peers, &opts);
+    let token = mint_token(&peers, "alice", SCOPE, 300);
+    let mut c = Raw::connect(port, true, &peers.ca());
+    assert_eq!(c.expect_line(), "+OK proxy.test ready.");
+    c.send(&format!("AUTH XOAUTH2 {}\r\n", xoauth2(ALICE, &token)));
+    assert_eq!(
+        c.expect_line(),
+        "+OK Logged in.",
+        "{}\n{}",
+        outer.log(),
+        inner.log()
+    );
+    retrieve_welcome(&mut c, ALICE);
+    wait_count(&outer, "listener=chained", 1);
+    // The inner proxy saw a PLAIN passthrough on its STLS listener (its log
+    // names the authentication identity, the master user).
+    let relayed = "listener=pop3 client=127.0.0.1";
+    let inner_log = wait_count(&inner, relayed, 1);
+    assert!(
+        inner_log.contains("mechanism=\"PLAIN\" user=\"proxy\" result=\"relayed\""),
+        "{inner_log}"
+    );
+}
