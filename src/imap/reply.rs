@@ -38,6 +38,7 @@ pub fn greeting(svc: &Service, tls: bool) -> String {
 pub const AUTH_FAILED: &str = "NO [AUTHENTICATIONFAILED] Authentication failed.";
 pub const PRIVACY_REQUIRED: &str =
     "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
+pub const INACTIVE: &str = "* BYE Disconnected for inactivity.\r\n";
 pub const TOO_MANY_FAILURES: &str = "* BYE Too many authentication failures.\r\n";
 
 /// The tagged response for a failed login (the challenge, if any, has

@@ -66,6 +66,10 @@ impl Wire for Pop3Wire {
     fn too_many_failures(&self) -> Vec<u8> {
         reply::TOO_MANY_FAILURES.as_bytes().to_vec()
     }
+
+    fn timed_out(&self) -> Vec<u8> {
+        reply::IDLE_FAREWELL.as_bytes().to_vec()
+    }
 }
 
 #[cfg(test)]

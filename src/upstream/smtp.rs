@@ -458,7 +458,10 @@ pub async fn extensions(target: &Arc<Target>, ehlo_name: &str) -> Arc<Vec<String
 }
 
 async fn refresh(target: &Target, ehlo_name: &str) -> Option<Arc<Vec<String>>> {
-    let fetched = match Session::open(target, None, ehlo_name).await {
+    // Bounded like a login: an upstream that accepts but never greets must
+    // not hold the client's EHLO (and every client queued behind it).
+    let open = super::bounded(target, Session::open(target, None, ehlo_name));
+    let fetched = match open.await {
         Ok(s) => {
             let keywords = s.extensions.clone();
             s.quit().await;
@@ -518,6 +521,7 @@ mod tests {
             tls_name: "localhost".into(),
             login: UpstreamLogin::Xclient,
             identity: IdentityField::Email,
+            identity_case: Default::default(),
             connect_timeout: Duration::from_secs(5),
             proxy_protocol_v2: false,
         })
