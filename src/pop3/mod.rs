@@ -53,6 +53,7 @@ login.secret = "s3cret"
 [directory.idp]
 type = "oidc"
 endpoint.url = "https://idp/userinfo"
+required-scope = "email"
 "#;
 
     fn parse(protocol: &str, method: &str) -> Result<Config, crate::config::ConfigError> {

@@ -165,3 +165,7 @@ async fn stls(mut client: Client, svc: &Service, st: &mut State) -> io::Result<N
     st.user = None;
     Ok(Next::Continue(client.start_tls(acceptor).await?))
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

@@ -67,6 +67,7 @@ fn target(address: String) -> std::sync::Arc<Target> {
             secret: Secret::new("s3cret"),
         },
         identity: IdentityField::Email,
+        identity_case: Default::default(),
         connect_timeout: std::time::Duration::from_secs(5),
         proxy_protocol_v2: false,
     })
