@@ -52,8 +52,11 @@ pub fn failure(tag: &str, failure: &Failure) -> String {
         Failure::UpstreamUnavailable(_) => {
             "NO [UNAVAILABLE] Mail server temporarily unavailable, try again later."
         }
+        // RFC 5530: AUTHENTICATIONFAILED "typically includes unknown user";
+        // AUTHORIZATIONFAILED is for an authorization identity the client
+        // asked for, and the client asked for none other than its own.
         Failure::UpstreamRefused(_) => {
-            "NO [AUTHORIZATIONFAILED] The mail server does not accept this account."
+            "NO [AUTHENTICATIONFAILED] The mail server does not accept this account."
         }
     };
     format!("{tag} {text}\r\n")

@@ -15,7 +15,7 @@
 
 use super::{
     printable, BoxFuture, ClientInfo, Error, LoggedIn, LoginContext, Password, PasswordReply,
-    Target,
+    Refusal, Target,
 };
 use crate::config::{TlsMode, UpstreamLogin};
 use crate::line::{Line, LineReader};
@@ -177,7 +177,7 @@ async fn master_login(target: &Target, client: ClientInfo, user: &str) -> Result
     match session.login(client, &encoded).await? {
         Reply::Ok(logged_in) => Ok(logged_in),
         Reply::Err(line) => Err(Error::Refused {
-            authorization: refusal_is_authorization(&line),
+            by: refusal_by(&line),
             reply: printable(&line),
         }),
     }
@@ -231,15 +231,23 @@ fn is_temporary(line: &[u8]) -> bool {
     })
 }
 
-/// A master-user login refused because of the user, not the master
-/// credentials: Dovecot answers `-ERR [AUTH] Authorization failed` when
-/// the user does not exist (`pass = yes` on the master passdb), and
-/// `-ERR [AUTH] Authentication failed.` when the master secret is wrong.
-fn refusal_is_authorization(line: &[u8]) -> bool {
-    !is_temporary(line)
-        && line
-            .windows(b"Authorization failed".len())
-            .any(|w| w.eq_ignore_ascii_case(b"Authorization failed"))
+/// Whose credentials a master-user login was refused for. Dovecot answers
+/// `-ERR [AUTH] Authorization failed` when the user does not exist
+/// (`pass = yes` on the master passdb): the user's. Its other `[AUTH]`
+/// answer, `Authentication failed.`, means a wrong master secret (or a
+/// name outside `auth_username_chars`, which cannot be told apart without
+/// a second login): the proxy's, a temporary failure for the client, as
+/// is anything else (`[SYS/TEMP]`, `[IN-USE]`).
+fn refusal_by(line: &[u8]) -> Refusal {
+    let authorization = line
+        .windows(b"Authorization failed".len())
+        .any(|w| w.eq_ignore_ascii_case(b"Authorization failed"));
+    match response_code(line) {
+        _ if is_temporary(line) => Refusal::Upstream,
+        Some(code) if code.eq_ignore_ascii_case(b"AUTH") && authorization => Refusal::User,
+        Some(code) if code.eq_ignore_ascii_case(b"AUTH") => Refusal::Proxy,
+        _ => Refusal::Upstream,
+    }
 }
 
 /// `XCLIENT ADDR=<ip> PORT=<port>` as Dovecot's pop3-login reads it (and

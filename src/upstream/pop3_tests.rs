@@ -14,25 +14,26 @@ fn xclient_offer_is_read_from_the_greeting() {
 
 #[test]
 fn refusals_are_classified_by_response_code() {
-    let cases: &[(&[u8], bool, bool)] = &[
-        // (line, temporary, authorization)
-        (b"-ERR [AUTH] Authentication failed.", false, false),
-        (b"-ERR [AUTH] Authorization failed", false, true),
+    use super::super::Refusal::{Proxy, Upstream, User};
+    let cases: &[(&[u8], bool, Refusal)] = &[
+        // (line, temporary for a password, whose refusal for a master login)
+        (b"-ERR [AUTH] Authentication failed.", false, Proxy),
+        (b"-ERR [AUTH] Authorization failed", false, User),
         (
             b"-ERR [SYS/TEMP] Temporary authentication failure.",
             true,
-            false,
+            Upstream,
         ),
-        (b"-ERR [SYS/TEMP/DISK] full", true, false),
-        (b"-ERR [IN-USE] Mailbox locked", true, false),
-        (b"-ERR [SYS/PERM] Authorization failed", false, true),
-        (b"-ERR Unknown command.", false, false),
-        (b"-ERR [SYS/TEMPX] no", false, false),
+        (b"-ERR [SYS/TEMP/DISK] full", true, Upstream),
+        (b"-ERR [IN-USE] Mailbox locked", true, Upstream),
+        (b"-ERR [SYS/PERM] Authorization failed", false, Upstream),
+        (b"-ERR Unknown command.", false, Upstream),
+        (b"-ERR [SYS/TEMPX] no", false, Upstream),
     ];
-    for &(line, temporary, authorization) in cases {
+    for &(line, temporary, by) in cases {
         let text = String::from_utf8_lossy(line);
         assert_eq!(is_temporary(line), temporary, "{text}");
-        assert_eq!(refusal_is_authorization(line), authorization, "{text}");
+        assert_eq!(refusal_by(line), by, "{text}");
     }
 }
 
@@ -140,7 +141,7 @@ async fn no_xclient_unless_offered_and_refusals_are_classified() {
     let t = target(address);
     match master_login(&t, client(), "nobody@example.com").await {
         Err(Error::Refused {
-            authorization: true,
+            by: Refusal::User,
             reply,
         }) => assert_eq!(reply, "-ERR [AUTH] Authorization failed"),
         Err(e) => panic!("unexpected error {e}"),
