@@ -205,3 +205,37 @@ fn limits_failures_and_idle_timeout_end_with_pop3_farewells() {
     assert!(idle.line().is_none());
     proxy.wait_log("result=\"idle-timeout\"");
 }
+
+/// A name Dovecot does not allow (`+` is outside its default
+/// auth_username_chars) gets the same `-ERR [AUTH] Authentication failed.`
+/// as a wrong master secret; the proxy's probe login tells them apart, so
+/// the client gets an `[AUTH]` refusal, not a temporary failure.
+#[test]
+fn a_user_name_dovecot_does_not_allow_is_an_authentication_failure() {
+    let peers = peers_read();
+    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    let token = mint_token(&peers, "tagged", SCOPE, 300);
+    // Its own client address: Dovecot's penalty follows the XCLIENT address.
+    let mut c = Raw::connect_from("127.0.0.71", proxy.port("pop3s"), true, &peers.ca());
+    c.expect_line();
+    c.send(&format!(
+        "AUTH OAUTHBEARER {}\r\n",
+        oauthbearer(None, &token)
+    ));
+    assert_eq!(
+        c.expect_line(),
+        "-ERR [AUTH] The mail server does not accept this account.",
+        "{}",
+        proxy.log()
+    );
+    let log = proxy.wait_log("upstream dovecot-pop3 refused alice+tag@example.com");
+    assert!(
+        !log.contains("refused the proxy's own credentials"),
+        "{log}"
+    );
+    let mut c = Raw::connect_from("127.0.0.72", proxy.port("pop3s"), true, &peers.ca());
+    c.expect_line();
+    let token = mint_token(&peers, "alice", SCOPE, 300);
+    c.send(&format!("AUTH XOAUTH2 {}\r\n", xoauth2(ALICE, &token)));
+    assert_eq!(c.expect_line(), "+OK Logged in.");
+}

@@ -174,13 +174,72 @@ async fn master_login(target: &Target, client: ClientInfo, user: &str) -> Result
     // Every intermediate copy of the master secret is a Secret: zeroized on drop.
     let plain = Secret::new(format!("{user}\0{username}\0{}", secret.expose()));
     let encoded = Secret::new(sasl::encode(plain.expose().as_bytes()));
-    match session.login(client, &encoded).await? {
-        Reply::Ok(logged_in) => Ok(logged_in),
-        Reply::Err(line) => Err(Error::Refused {
-            by: refusal_by(&line),
-            reply: printable(&line),
-        }),
-    }
+    let line = match session.login(client, &encoded).await? {
+        Reply::Ok(logged_in) => {
+            target.master_proof.record(true);
+            return Ok(logged_in);
+        }
+        Reply::Err(line) => line,
+    };
+    let by = match refusal(&line) {
+        Some(Refusal::User) => {
+            target.master_proof.record(true);
+            Refusal::User
+        }
+        Some(by) => by,
+        None => {
+            let accepted = match target.master_proof.recent() {
+                Some(known) => known,
+                None => master_credentials_accepted(target, client, username, secret).await?,
+            };
+            if accepted {
+                Refusal::User
+            } else {
+                Refusal::Proxy
+            }
+        }
+    };
+    Err(Error::Refused {
+        reply: printable(&line),
+        by,
+    })
+}
+
+/// A user name every Dovecot accepts and no site has, for the probe in
+/// [`master_credentials_accepted`] (the same as the IMAP upstream's).
+const PROBE_USER: &str = "oauthbearerproxyprobe";
+
+/// After an ambiguous `-ERR [AUTH] Authentication failed.`: logs in with
+/// the same master credentials as [`PROBE_USER`]. Refused the same way
+/// again means the master secret is wrong (the proxy's misconfiguration);
+/// anything past the secret (`Authorization failed`, or `+OK`) means
+/// Dovecot refused the user's name. Remembered in the target's
+/// `master_proof`, as for IMAP, so this costs one login at most per TTL.
+async fn master_credentials_accepted(
+    target: &Target,
+    client: ClientInfo,
+    username: &str,
+    secret: &Secret,
+) -> Result<bool, Error> {
+    let session = Session::open(target, client).await?;
+    let plain = Secret::new(format!("{PROBE_USER}\0{username}\0{}", secret.expose()));
+    let encoded = Secret::new(sasl::encode(plain.expose().as_bytes()));
+    let accepted = match session.login(client, &encoded).await? {
+        // Logged in as the probe user: the session is dropped, closed.
+        Reply::Ok(_) => true,
+        Reply::Err(line) => match refusal(&line) {
+            Some(Refusal::User) => true,
+            None => false,
+            Some(_) => {
+                return Err(Error::Protocol(format!(
+                    "master login probe: {}",
+                    printable(&line)
+                )))
+            }
+        },
+    };
+    target.master_proof.record(accepted);
+    Ok(accepted)
 }
 
 /// Password passthrough: the client's own credentials as `AUTH PLAIN`
@@ -231,22 +290,24 @@ fn is_temporary(line: &[u8]) -> bool {
     })
 }
 
-/// Whose credentials a master-user login was refused for. Dovecot answers
-/// `-ERR [AUTH] Authorization failed` when the user does not exist
-/// (`pass = yes` on the master passdb): the user's. Its other `[AUTH]`
-/// answer, `Authentication failed.`, means a wrong master secret (or a
-/// name outside `auth_username_chars`, which cannot be told apart without
-/// a second login): the proxy's, a temporary failure for the client, as
-/// is anything else (`[SYS/TEMP]`, `[IN-USE]`).
-fn refusal_by(line: &[u8]) -> Refusal {
+/// Whose credentials Dovecot's `-ERR` to a master login refused, when its
+/// reply says so (measured against Dovecot 2.3.19's pop3-login, master
+/// passdb with `pass = yes`):
+/// - `-ERR [AUTH] Authorization failed`: the master secret was right, the
+///   user may not be logged into (unknown). The user's.
+/// - `-ERR [AUTH] Authentication failed.`: a wrong master secret, **or** a
+///   name outside `auth_username_chars`, byte for byte the same: `None`,
+///   the caller asks once more ([`master_credentials_accepted`]).
+/// - anything else (`[SYS/TEMP]`, `[IN-USE]`, ...): the upstream's trouble.
+fn refusal(line: &[u8]) -> Option<Refusal> {
+    let auth = response_code(line).is_some_and(|c| c.eq_ignore_ascii_case(b"AUTH"));
     let authorization = line
         .windows(b"Authorization failed".len())
         .any(|w| w.eq_ignore_ascii_case(b"Authorization failed"));
-    match response_code(line) {
-        _ if is_temporary(line) => Refusal::Upstream,
-        Some(code) if code.eq_ignore_ascii_case(b"AUTH") && authorization => Refusal::User,
-        Some(code) if code.eq_ignore_ascii_case(b"AUTH") => Refusal::Proxy,
-        _ => Refusal::Upstream,
+    match (auth, authorization) {
+        (true, true) => Some(Refusal::User),
+        (true, false) => None,
+        (false, _) => Some(Refusal::Upstream),
     }
 }
 

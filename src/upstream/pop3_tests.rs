@@ -14,26 +14,71 @@ fn xclient_offer_is_read_from_the_greeting() {
 
 #[test]
 fn refusals_are_classified_by_response_code() {
-    use super::super::Refusal::{Proxy, Upstream, User};
-    let cases: &[(&[u8], bool, Refusal)] = &[
+    use super::super::Refusal::{Upstream, User};
+    let cases: &[(&[u8], bool, Option<Refusal>)] = &[
         // (line, temporary for a password, whose refusal for a master login)
-        (b"-ERR [AUTH] Authentication failed.", false, Proxy),
-        (b"-ERR [AUTH] Authorization failed", false, User),
+        (b"-ERR [AUTH] Authentication failed.", false, None),
+        (b"-ERR [AUTH] Authorization failed", false, Some(User)),
         (
             b"-ERR [SYS/TEMP] Temporary authentication failure.",
             true,
-            Upstream,
+            Some(Upstream),
         ),
-        (b"-ERR [SYS/TEMP/DISK] full", true, Upstream),
-        (b"-ERR [IN-USE] Mailbox locked", true, Upstream),
-        (b"-ERR [SYS/PERM] Authorization failed", false, Upstream),
-        (b"-ERR Unknown command.", false, Upstream),
-        (b"-ERR [SYS/TEMPX] no", false, Upstream),
+        (b"-ERR [SYS/TEMP/DISK] full", true, Some(Upstream)),
+        (b"-ERR [IN-USE] Mailbox locked", true, Some(Upstream)),
+        (
+            b"-ERR [SYS/PERM] Authorization failed",
+            false,
+            Some(Upstream),
+        ),
+        (b"-ERR Unknown command.", false, Some(Upstream)),
+        (b"-ERR [SYS/TEMPX] no", false, Some(Upstream)),
     ];
     for &(line, temporary, by) in cases {
         let text = String::from_utf8_lossy(line);
         assert_eq!(is_temporary(line), temporary, "{text}");
-        assert_eq!(refusal_by(line), by, "{text}");
+        assert_eq!(refusal(line), by, "{text}");
+    }
+}
+
+/// Dovecot's ambiguous `Authentication failed.`: a probe login as
+/// PROBE_USER tells a refused name (the user's) from a wrong master
+/// secret (the proxy's), and its verdict is remembered.
+#[tokio::test]
+async fn an_ambiguous_refusal_is_settled_by_a_probe() {
+    for (probe_answer, expected) in [
+        ("-ERR [AUTH] Authorization failed\r\n", Refusal::User),
+        ("-ERR [AUTH] Authentication failed.\r\n", Refusal::Proxy),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let t = target(listener.local_addr().unwrap().to_string());
+        let fake = tokio::spawn(async move {
+            // The login, then the probe: two connections.
+            for (i, answer) in ["-ERR [AUTH] Authentication failed.\r\n", probe_answer]
+                .into_iter()
+                .enumerate()
+            {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                tcp.write_all(b"+OK ready.\r\n").await.unwrap();
+                let mut buf = vec![0u8; 1024];
+                let n = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf)
+                    .await
+                    .unwrap();
+                let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                tcp.write_all(answer.as_bytes()).await.unwrap();
+                if i == 1 {
+                    let plain = sasl::encode(b"oauthbearerproxyprobe\0proxy\0s3cret");
+                    assert_eq!(line, format!("AUTH PLAIN {plain}\r\n"));
+                }
+            }
+        });
+        match master_login(&t, client(), "alice+tag@example.com").await {
+            Err(Error::Refused { by, .. }) => assert_eq!(by, expected),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("logged in"),
+        }
+        fake.await.unwrap();
+        assert_eq!(t.master_proof.recent(), Some(expected == Refusal::User));
     }
 }
 
