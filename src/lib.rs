@@ -44,6 +44,7 @@ pub mod line;
 pub mod login;
 pub mod metrics;
 pub mod notify;
+pub mod pop3;
 pub mod proxy_protocol;
 pub mod relay;
 pub mod sasl;

@@ -7,17 +7,19 @@ use super::*;
 pub enum Protocol {
     Imap,
     Smtp,
+    Pop3,
 }
 
 impl Protocol {
     /// Every protocol, for what is built once per protocol (TLS acceptors).
-    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp];
+    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp, Protocol::Pop3];
 
     /// The name in the configuration (`protocol = "imap"`).
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Imap => "imap",
             Protocol::Smtp => "smtp",
+            Protocol::Pop3 => "pop3",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`smtp`]: Postfix, `XCLIENT LOGIN=` (or AUTH PLAIN as a master user).
 
 pub mod imap;
+pub mod pop3;
 pub mod smtp;
 
 use crate::config::{TlsMode, Upstream};
@@ -245,6 +246,7 @@ pub fn strategy(protocol: crate::config::Protocol) -> &'static dyn Strategy {
     match protocol {
         Protocol::Imap => &imap::Login,
         Protocol::Smtp => &smtp::Login,
+        Protocol::Pop3 => &pop3::Login,
     }
 }
 
