@@ -11,6 +11,7 @@ const DEFAULT_CONFIG: &str = "/etc/oauthbearer-proxy/config.toml";
 /// the freed memory mapped (RSS stayed at the peak until a `malloc_trim`);
 /// jemalloc's background thread gives freed pages back to the system within
 /// seconds, busy or idle (README, *Dependencies*).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
