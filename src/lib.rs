@@ -32,6 +32,7 @@ pub mod idp;
 pub mod imap;
 pub mod limits;
 pub mod line;
+pub mod managesieve;
 pub mod metrics;
 pub mod notify;
 pub mod proxy_protocol;
