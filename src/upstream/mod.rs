@@ -5,6 +5,7 @@
 //! - [`smtp`]: Postfix, `XCLIENT LOGIN=` (or AUTH PLAIN as a master user).
 
 pub mod imap;
+pub mod managesieve;
 pub mod smtp;
 
 use crate::config::{TlsMode, Upstream};
