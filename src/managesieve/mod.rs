@@ -6,7 +6,9 @@
 //!   login uses it too).
 //! - [`command`]: parsing pre-authentication commands (pure).
 //! - [`read`]: reading a command with its literals, and a SASL response.
+//! - [`reply`]: the capability list and the responses.
 
 pub mod command;
 pub mod read;
+pub mod reply;
 pub mod syntax;
