@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the tests' loopback peers need, on Debian 12 as root:
-#   Dovecot (imapd, lmtpd), Postfix, curl, msmtp, openssl, HAProxy (in front of
-#   the proxy in the PROXY protocol tests), systemd (systemd-analyze checks the
-#   unit file) (Debian packages),
+#   Dovecot (imapd, lmtpd, pop3d, managesieved with the sieve plugin), Postfix,
+#   curl, msmtp, fetchmail (POP3 passthrough tests), openssl, HAProxy (in front
+#   of the proxy in the PROXY protocol tests), systemd (systemd-analyze checks
+#   the unit file) (Debian packages),
 #   cargo-deb (for the package test), and the npm packages of tests/peers/oidc
 #   (oidc-provider; Node.js must be there).
 # Fast when everything is present: apt is skipped if every binary is found,
@@ -11,13 +12,16 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(dovecot-imapd dovecot-lmtpd postfix curl msmtp openssl haproxy systemd)
+packages=(dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-managesieved dovecot-sieve
+    postfix curl msmtp fetchmail openssl haproxy systemd)
 # One binary (or file) per package that proves it is installed.
 needed=(
     /usr/sbin/dovecot /usr/bin/doveadm
     /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp
+    /usr/lib/dovecot/pop3 /usr/lib/dovecot/managesieve
+    /usr/bin/sievec
     /usr/sbin/postfix /usr/sbin/postconf
-    /usr/bin/curl /usr/bin/msmtp /usr/bin/openssl
+    /usr/bin/curl /usr/bin/msmtp /usr/bin/fetchmail /usr/bin/openssl
     /usr/sbin/haproxy /usr/bin/systemd-analyze
 )
 

@@ -7,8 +7,11 @@ Starts, under a fresh scratch directory and on free 127.0.0.1 ports:
 
 * Dovecot (``dovecot -F -c WORKDIR/dovecot/dovecot.conf``): plaintext IMAP
   (and a second IMAP listener that requires a PROXY protocol header from
-  127.0.0.1, ``haproxy = yes``), master user ``proxy`` with a random secret, users alice@example.com and
-  bob@example.com with app passwords, an LMTP listener and an auth listener
+  127.0.0.1, ``haproxy = yes``), plaintext POP3 and ManageSieve (each with a
+  ``haproxy = yes`` twin too), master user ``proxy`` with a random secret, users alice@example.com and
+  bob@example.com with app passwords, an LMTP listener running the Sieve
+  plugin (each user's active script is ``~/.dovecot.sieve``, scripts in
+  ``~/sieve``) and an auth listener
   (for Postfix SASL). Each mailbox is seeded with one "Welcome ..." message.
 * Postfix (``postfix -c WORKDIR/postfix/conf start-fg``): smtpd accepting XCLIENT
   from 127.0.0.1 (and a second smtpd that requires a PROXY protocol header,
@@ -122,6 +125,25 @@ def banner(port: int, timeout: float = 1.0) -> str | None:
             return data.decode(errors="replace").splitlines()[0] if data else ""
     except OSError:
         return None
+
+
+def managesieve_ready(port: int, timeout: float = 1.0) -> bool:
+    """Whether a ManageSieve server on the port sends its greeting (ending in OK)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            data = b""
+            while len(data) < 8192:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return False
+                data += chunk
+                lines = data.split(b"\r\n")
+                if any(line.startswith(b"OK") for line in lines[:-1]):
+                    return True
+            return False
+    except OSError:
+        return False
 
 
 def port_open(port: int, timeout: float = 0.5) -> bool:
@@ -245,6 +267,10 @@ class Dovecot:
         self.dir = workdir / "dovecot"
         self.imap_port = imap_port
         self.haproxy_port = haproxy_port
+        # POP3 and ManageSieve ports: chosen here so that subclasses passing
+        # the constructor's ports by name (bench/bench.py) keep working;
+        # main() sets ports allocated together with the others (use_ports).
+        self.use_ports(*free_ports(4))
         self.lmtp_port = lmtp_port
         self.auth_port = auth_port
         self.mail_dir = workdir / "mail"
@@ -255,6 +281,12 @@ class Dovecot:
         self.secret_file = self.dir / "master-secret"
         self.proc: subprocess.Popen | None = None
         self.seeded = False
+
+    def use_ports(self, pop3: int, pop3_haproxy: int, managesieve: int,
+                  managesieve_haproxy: int) -> None:
+        """The POP3 and ManageSieve ports: plaintext, and requiring a PROXY header."""
+        self.pop3_port, self.pop3_haproxy_port = pop3, pop3_haproxy
+        self.managesieve_port, self.managesieve_haproxy_port = managesieve, managesieve_haproxy
 
     def write_config(self) -> None:
         self.dir.mkdir(mode=0o755)
@@ -294,7 +326,7 @@ info_log_path = {self.log}
 debug_log_path = {self.log}
 log_timestamp = "%Y-%m-%d %H:%M:%S "
 
-protocols = imap lmtp
+protocols = imap lmtp pop3 sieve
 listen = {HOST}
 ssl = no
 disable_plaintext_auth = no
@@ -368,6 +400,45 @@ service imap {{
   process_limit = 1024
   process_min_avail = 2
 }}
+# POP3 and ManageSieve like IMAP: plaintext on loopback, the proxy's address
+# trusted (login_trusted_networks: XCLIENT; haproxy_trusted_networks: PROXY).
+service pop3-login {{
+  inet_listener pop3 {{
+    address = {HOST}
+    port = {self.pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+  inet_listener pop3-haproxy {{
+    address = {HOST}
+    port = {self.pop3_haproxy_port}
+    haproxy = yes
+  }}
+  service_count = 0
+  client_limit = 1000
+}}
+service managesieve-login {{
+  inet_listener sieve {{
+    address = {HOST}
+    port = {self.managesieve_port}
+  }}
+  inet_listener sieve-haproxy {{
+    address = {HOST}
+    port = {self.managesieve_haproxy_port}
+    haproxy = yes
+  }}
+  service_count = 0
+  client_limit = 1000
+}}
+# Mail delivered over LMTP runs the user's active Sieve script; ManageSieve
+# stores scripts in the user's home (owned by the mail user).
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+}}
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}}
 service lmtp {{
   inet_listener lmtp {{
     address = {HOST}
@@ -398,6 +469,12 @@ service anvil {{
             return False
         greeting = banner(self.lmtp_port)
         if not greeting or not greeting.startswith("220"):
+            return False
+        greeting = banner(self.pop3_port)
+        if not greeting or not greeting.startswith("+OK"):
+            return False
+        # ManageSieve greets with capability lines, then OK.
+        if not managesieve_ready(self.managesieve_port):
             return False
         return port_open(self.auth_port)
 
@@ -441,6 +518,10 @@ service anvil {{
         return {
             "imap_port": self.imap_port,
             "imap_haproxy_port": self.haproxy_port,
+            "pop3_port": self.pop3_port,
+            "pop3_haproxy_port": self.pop3_haproxy_port,
+            "managesieve_port": self.managesieve_port,
+            "managesieve_haproxy_port": self.managesieve_haproxy_port,
             "lmtp_port": self.lmtp_port,
             "auth_port": self.auth_port,
             "master_user": MASTER_USER,
@@ -836,8 +917,10 @@ def main() -> int:
     peers: list = []
     status = 0
     try:
-        imap, lmtp, auth, smtp, oidc_port, admin_port, imap_pp, smtp_pp = free_ports(8)
+        (imap, lmtp, auth, smtp, oidc_port, admin_port, imap_pp, smtp_pp,
+         pop3, pop3_pp, sieve, sieve_pp) = free_ports(12)
         dovecot = Dovecot(workdir, imap, lmtp, auth, imap_pp)
+        dovecot.use_ports(pop3, pop3_pp, sieve, sieve_pp)
         postfix = None if opts.no_postfix else Postfix(workdir, smtp, lmtp, auth, smtp_pp)
         oidc = Oidc(workdir, oidc_port, admin_port)
         # Postfix last: its smtpd needs Dovecot's auth service when probed.
