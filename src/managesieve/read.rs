@@ -62,7 +62,10 @@ pub enum Answer {
     Cancelled,
     /// Not a single string, or not base64.
     Invalid,
+    /// A line over `max-line`.
     TooLong,
+    /// A literal over `max-line` (see [`Read::LiteralTooLong`]).
+    LiteralTooLong,
     Gone,
 }
 
@@ -70,7 +73,8 @@ pub enum Answer {
 pub async fn sasl_response(client: &mut Client, max: usize) -> Answer {
     match line(client, max).await {
         Read::Line(l) => decode_response(&l),
-        Read::TooLong | Read::LiteralTooLong => Answer::TooLong,
+        Read::TooLong => Answer::TooLong,
+        Read::LiteralTooLong => Answer::LiteralTooLong,
         Read::Closed | Read::TimedOut => Answer::Gone,
     }
 }
