@@ -1,13 +1,13 @@
-//! The one login path both front-ends share: decode the bearer message,
-//! validate the token at the provider, check the claimed identity, log in
-//! upstream as the resolved user. The front-ends only turn the result into
-//! their protocol's replies.
+//! The credential check at the heart of every login: decode the bearer
+//! message, validate the token at the provider, check the claimed identity,
+//! log in upstream as the resolved user, and book the verdict (metrics,
+//! failure penalty). [`crate::login`] drives it for every protocol.
 
 use crate::config::{self, Limits};
 use crate::idp::{self, Directories, Rejection};
 use crate::sasl::{self, challenge, Mechanism};
 use crate::secret::Secret;
-use crate::upstream::{self, ClientInfo, LoggedIn, Target};
+use crate::upstream::{self, ClientInfo, LoggedIn, LoginContext, Target};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
@@ -22,12 +22,6 @@ pub struct Service {
     pub tls: Option<TlsAcceptor>,
     /// Connection counts and the failure penalty, shared by all listeners.
     pub limiter: Arc<crate::limits::Limiter>,
-}
-
-/// How the upstream session is handed over, which differs by protocol.
-pub enum Handoff<'a> {
-    Imap,
-    Smtp { helo: &'a str },
 }
 
 /// Why a login did not succeed. Each front-end maps this to its replies in
@@ -129,37 +123,16 @@ impl Service {
         sasl::encode(challenge::error_json(mech, status, &hints).as_bytes())
     }
 
-    /// RFC 7628 §3.2.2 (§4.4 for SMTP): a refused bearer login's error
-    /// travels as a challenge behind the protocol's continuation `prefix`
-    /// (`"+ "` or `"334 "`); the client answers with a dummy response
-    /// (`AQ==`, an empty line) or goes away. Returns whether it is still there.
-    pub async fn error_challenge(
-        &self,
-        client: &mut crate::client::Client,
-        prefix: &str,
-        mech: Mechanism,
-        status: challenge::Status,
-        directory: Option<usize>,
-    ) -> std::io::Result<bool> {
-        let line = format!("{prefix}{}\r\n", self.challenge(mech, status, directory));
-        client.send(line.as_bytes()).await?;
-        Ok(matches!(
-            client.read_line().await,
-            crate::client::Input::Line(_) | crate::client::Input::TooLong
-        ))
-    }
-
     /// Logs in with a bearer token message; every attempt is counted in
     /// the `logins` metric.
     pub async fn bearer_login(
         &self,
-        client: ClientInfo,
+        ctx: LoginContext<'_>,
         mech: Mechanism,
         message: &[u8],
-        handoff: Handoff<'_>,
     ) -> Result<Success, Failure> {
-        let result = self.bearer_login_once(client, mech, message, handoff).await;
-        self.verdict(client, mech.name(), &result);
+        let result = self.bearer_login_once(ctx, mech, message).await;
+        self.verdict(ctx.client, mech.name(), &result);
         result
     }
 
@@ -182,17 +155,16 @@ impl Service {
 
     async fn bearer_login_once(
         &self,
-        client: ClientInfo,
+        ctx: LoginContext<'_>,
         mech: Mechanism,
         message: &[u8],
-        handoff: Handoff<'_>,
     ) -> Result<Success, Failure> {
         let creds = sasl::decode_bearer(mech, message).map_err(|e| Failure::Refused {
             status: challenge::Status::InvalidRequest,
             reason: format!("malformed {} message: {e}", mech.name()),
             directory: None,
         })?;
-        self.token_login(client, creds.authzid.as_deref(), &creds.token, handoff)
+        self.token_login(ctx, creds.authzid.as_deref(), &creds.token)
             .await
     }
 
@@ -211,10 +183,9 @@ impl Service {
     /// user name itself. `mechanism` names the metric row.
     pub async fn password_token_login(
         &self,
-        client: ClientInfo,
+        ctx: LoginContext<'_>,
         mechanism: &str,
         creds: PasswordToken<'_>,
-        handoff: Handoff<'_>,
     ) -> Result<Success, Failure> {
         let PasswordToken {
             authzid,
@@ -232,21 +203,20 @@ impl Service {
             (Ok(_), Some(a)) if !a.is_empty() && !a.eq_ignore_ascii_case(username) => Err(refused(
                 "PLAIN authorization identity differs from the user name",
             )),
-            (Ok(user), _) => self.token_login(client, Some(user), token, handoff).await,
+            (Ok(user), _) => self.token_login(ctx, Some(user), token).await,
         };
-        self.verdict(client, mechanism, &result);
+        self.verdict(ctx.client, mechanism, &result);
         result
     }
 
     async fn token_login(
         &self,
-        client: ClientInfo,
+        ctx: LoginContext<'_>,
         authzid: Option<&str>,
         token: &Secret,
-        handoff: Handoff<'_>,
     ) -> Result<Success, Failure> {
         // A penalised address waits before its token reaches the provider.
-        let wait = self.limiter.penalty(client.peer.ip());
+        let wait = self.limiter.penalty(ctx.client.peer.ip());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -292,14 +262,8 @@ impl Service {
                 directory: Some(index),
             })?
             .to_string();
-        let login = async {
-            match handoff {
-                Handoff::Imap => upstream::imap::master_login(&self.upstream, client, &user).await,
-                Handoff::Smtp { helo } => {
-                    upstream::smtp::login(&self.upstream, client, &user, helo).await
-                }
-            }
-        };
+        let strategy = upstream::strategy(self.listener.protocol);
+        let login = strategy.token_login(&self.upstream, ctx, &user);
         let logged_in = upstream::bounded(&self.upstream, login).await;
         match logged_in {
             Ok(upstream) => Ok(Success { user, upstream }),
@@ -314,46 +278,6 @@ impl Service {
                 "upstream {}: {e}",
                 self.upstream.config.name
             ))),
-        }
-    }
-}
-
-/// After a successful login: relays the session and completes the outcome.
-pub async fn relay(
-    client: &mut crate::client::Client,
-    svc: &Service,
-    mut up: LoggedIn,
-    mut outcome: Outcome,
-) -> Outcome {
-    svc.limiter.login_succeeded(client.peer.ip());
-    let pending = client.take_buffered();
-    let farewell = match svc.listener.protocol {
-        config::Protocol::Imap => "* BYE Disconnected for inactivity.\r\n".to_string(),
-        config::Protocol::Smtp => format!("421 4.4.2 {} Error: timeout exceeded\r\n", svc.hostname),
-    };
-    let idle = crate::relay::Idle {
-        timeout: svc.limits.idle_timeout,
-        farewell: farewell.as_bytes(),
-    };
-    let ended = crate::relay::run(
-        &mut client.stream,
-        &pending,
-        &mut up.stream,
-        &up.buffered,
-        idle,
-    )
-    .await;
-    outcome.relayed = Some(ended.bytes);
-    match ended.how {
-        crate::relay::End::Closed => outcome.ended("relayed"),
-        crate::relay::End::HungUp(e) => {
-            tracing::debug!(client = %client.peer, "the client hung up: {e}");
-            outcome.ended("relayed")
-        }
-        crate::relay::End::Idle => outcome.ended("idle-timeout"),
-        crate::relay::End::Failed(e) => {
-            outcome.last_failure = Some(format!("relay: {e}"));
-            outcome.ended("relay-error")
         }
     }
 }

@@ -11,12 +11,20 @@
 //! - [`tls`]: certificate loading, acceptor and connectors.
 //! - [`stream`], [`line`], [`client`]: plaintext/TLS streams, bounded line framing,
 //!   the pre-auth client connection.
-//! - [`sasl`]: OAUTHBEARER / XOAUTH2 decoding and RFC 7628 error challenges (pure).
-//! - [`imap`], [`smtp`]: the protocol front-ends; they only speak their protocol.
-//! - [`gateway`]: the shared login path: token → identity → upstream login.
+//! - [`sasl`]: OAUTHBEARER / XOAUTH2 / PLAIN / LOGIN decoding and RFC 7628
+//!   error challenges (pure).
+//! - [`frontend`]: the registry of protocol front-ends (one line each).
+//! - [`imap`], [`smtp`]: the protocol front-ends; they only speak their
+//!   protocol's wire syntax (commands, replies, their [`login::Wire`]).
+//! - [`login`]: the whole authentication attempt, shared by every protocol:
+//!   mechanism, SASL exchange, error challenge, password tokens,
+//!   passthrough, failure delay and count, then the relay.
+//! - [`gateway`]: the credential check inside it: token → identity →
+//!   upstream login, the verdict booked (metrics, penalty).
 //! - [`idp`]: token validation (OIDC UserInfo, RFC 7662 introspection, local
 //!   JWT with JWKS and discovery), the token cache and its counters.
-//! - [`upstream`]: connecting and logging in to Dovecot / Postfix.
+//! - [`upstream`]: connecting and logging in to Dovecot / Postfix, one login
+//!   strategy per protocol behind [`upstream::Strategy`].
 //! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
 //! - [`relay`]: copying the logged-in session both ways, idle timeout.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers in (from load
@@ -27,11 +35,13 @@
 
 pub mod client;
 pub mod config;
+pub mod frontend;
 pub mod gateway;
 pub mod idp;
 pub mod imap;
 pub mod limits;
 pub mod line;
+pub mod login;
 pub mod managesieve;
 pub mod metrics;
 pub mod notify;

@@ -65,10 +65,7 @@ impl Refusal {
             Refusal::Total => "Too many connections",
             Refusal::PerIp => "Too many connections from your address",
         };
-        match protocol {
-            Protocol::Imap => format!("* BYE [UNAVAILABLE] {what}, try again later.\r\n"),
-            Protocol::Smtp => format!("421 4.7.0 {hostname} {what}, try again later.\r\n"),
-        }
+        (crate::frontend::of(protocol).over_limit)(hostname, what)
     }
 
     pub fn as_str(self) -> &'static str {

@@ -49,10 +49,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// `imap` and `smtp`, and ALPACA-style cross-protocol attacks are refused
 /// by offering only the listener's own).
 pub fn alpn(protocol: crate::config::Protocol) -> &'static [&'static [u8]] {
-    match protocol {
-        crate::config::Protocol::Imap => &[b"imap"],
-        crate::config::Protocol::Smtp => &[b"smtp"],
-    }
+    crate::frontend::of(protocol).alpn
 }
 
 /// An acceptor that offers `alpn`: a client that sends ALPN must offer one

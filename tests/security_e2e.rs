@@ -82,7 +82,7 @@ fn a_client_that_stops_reading_is_closed_at_the_deadline_and_frees_its_slot() {
     let source = "127.0.0.24";
     let port = proxy.port("imap-plain");
     let started = Instant::now();
-    let stalled = small_window_connection(source, port);
+    let stalled = tcp_from_with(source, port, Some(4096));
     // Pipeline CAPABILITY without ever reading: the answers fill the
     // client's tiny receive window, then the proxy's send buffer.
     let writer = std::thread::spawn(move || {
@@ -123,27 +123,6 @@ fn a_client_that_stops_reading_is_closed_at_the_deadline_and_frees_its_slot() {
     let (_stalled, sent) = writer.join().expect("writer");
     assert!(sent > 0);
     proxy.wait_log("result=\"timeout\"");
-}
-
-/// A plaintext connection from `source` whose receive window is tiny.
-fn small_window_connection(source: &str, port: u16) -> std::net::TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("runtime");
-    let src: std::net::SocketAddr = format!("{source}:0").parse().expect("source");
-    let dst: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    let tcp = rt
-        .block_on(async {
-            let sock = tokio::net::TcpSocket::new_v4()?;
-            sock.set_recv_buffer_size(4096)?;
-            sock.bind(src)?;
-            sock.connect(dst).await
-        })
-        .expect("connect");
-    let tcp = tcp.into_std().expect("std stream");
-    tcp.set_nonblocking(false).expect("blocking");
-    tcp
 }
 
 #[test]

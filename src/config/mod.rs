@@ -115,6 +115,19 @@ pub enum Protocol {
     Smtp,
 }
 
+impl Protocol {
+    /// Every protocol, for what is built once per protocol (TLS acceptors).
+    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp];
+
+    /// The name in the configuration (`protocol = "imap"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Smtp => "smtp",
+        }
+    }
+}
+
 /// How a listener (or an upstream) uses TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
@@ -152,6 +165,9 @@ impl Listener {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: String,
+    /// The protocol it speaks (`protocol = "imap"`); `None`: the protocol
+    /// of the listeners that use it (which must then agree).
+    pub protocol: Option<Protocol>,
     /// `host:port` as configured (resolved at connect time).
     pub address: String,
     pub tls: TlsMode,
@@ -292,12 +308,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            ConfigError::new(
-                "",
-                format!("invalid configuration: {}", e.to_string().trim_end()),
-            )
-        })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         Self::from_raw(raw)
     }
 
@@ -321,6 +332,8 @@ impl Config {
         if listeners.is_empty() {
             return Err(ConfigError::new("listener", "no listener is configured"));
         }
+        // Which protocol each upstream speaks, as its first listener says.
+        let mut used: BTreeMap<String, (Protocol, String)> = BTreeMap::new();
         for l in &listeners {
             let key = |k: &str| format!("listener.{}.{k}", l.name);
             for d in &l.directories {
@@ -343,11 +356,30 @@ impl Config {
                     "a TLS listener needs [server.tls] cert and key",
                 ));
             }
-            if l.protocol == Protocol::Imap && matches!(up.login, UpstreamLogin::Xclient) {
+            let speaks = match (up.protocol, used.get(&l.upstream)) {
+                (Some(p), _) => (p, format!("upstream.{}.protocol", up.name)),
+                (None, Some((p, by))) => (*p, format!("listener.{by}.protocol")),
+                (None, None) => (l.protocol, key("protocol")),
+            };
+            if speaks.0 != l.protocol {
+                return Err(ConfigError::new(
+                    key("upstream"),
+                    format!(
+                        "`{}` speaks {} ({}), but this listener is {}",
+                        up.name,
+                        speaks.0.name(),
+                        speaks.1,
+                        l.protocol.name()
+                    ),
+                ));
+            }
+            used.insert(l.upstream.clone(), (l.protocol, l.name.clone()));
+            if l.protocol != Protocol::Smtp && matches!(up.login, UpstreamLogin::Xclient) {
                 return Err(ConfigError::new(
                     format!("upstream.{}.login.method", up.name),
                     format!(
-                        "\"xclient\" is SMTP only, but IMAP listener `{}` uses it",
+                        "\"xclient\" is SMTP only, but {} listener `{}` uses it",
+                        l.protocol.name().to_uppercase(),
                         l.name
                     ),
                 ));
@@ -502,18 +534,45 @@ fn machine_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-fn listener(name: &str, raw: RawListener) -> Result<Listener> {
-    let key = |k: &str| format!("listener.{name}.{k}");
-    let protocol = match raw.protocol.as_str() {
-        "imap" => Protocol::Imap,
-        "smtp" => Protocol::Smtp,
-        other => {
-            return Err(ConfigError::new(
-                key("protocol"),
-                format!("`{other}` is not one of \"imap\", \"smtp\""),
+/// A TOML syntax or type error, by line and column: never with the text of
+/// the line, which may hold a secret (`login.secret = "..."`).
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!(" at line {line}, column {column}")
+    });
+    ConfigError::new(
+        "",
+        format!(
+            "invalid configuration{}: {}",
+            at.unwrap_or_default(),
+            e.message().trim_end()
+        ),
+    )
+}
+
+/// The protocol called `name` in the configuration.
+fn protocol_named(key: &str, name: &str) -> Result<Protocol> {
+    match Protocol::ALL.iter().find(|p| p.name() == name) {
+        Some(&p) => Ok(p),
+        None => {
+            let names: Vec<String> = Protocol::ALL
+                .iter()
+                .map(|p| format!("\"{}\"", p.name()))
+                .collect();
+            Err(ConfigError::new(
+                key,
+                format!("`{name}` is not one of {}", names.join(", ")),
             ))
         }
-    };
+    }
+}
+
+fn listener(name: &str, raw: RawListener) -> Result<Listener> {
+    let key = |k: &str| format!("listener.{name}.{k}");
+    let protocol = protocol_named(&key("protocol"), &raw.protocol)?;
     let binds = raw
         .bind
         .into_vec()
@@ -679,8 +738,13 @@ fn upstream(name: &str, raw: RawUpstream) -> Result<Upstream> {
             ))
         }
     };
+    let protocol = match raw.protocol.as_deref() {
+        None => None,
+        Some(p) => Some(protocol_named(&key("protocol"), p)?),
+    };
     Ok(Upstream {
         name: name.to_string(),
+        protocol,
         address: raw.address,
         tls,
         tls_ca: raw.tls_ca.map(PathBuf::from),
@@ -975,5 +1039,7 @@ pub fn resolve_secret(key: &str, value: &str) -> Result<Secret> {
 
 #[cfg(test)]
 mod ops_tests;
+#[cfg(test)]
+mod protocol_tests;
 #[cfg(test)]
 mod tests;

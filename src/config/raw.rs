@@ -104,6 +104,8 @@ pub struct RawListener {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawUpstream {
+    /// Which protocol the upstream speaks; inferred from its listeners when absent.
+    pub protocol: Option<String>,
     pub address: String,
     pub tls: Option<String>,
     pub tls_ca: Option<String>,

@@ -5,17 +5,6 @@ use crate::client::Client;
 use crate::config::TlsMode;
 use crate::gateway::{Failure, Service};
 
-/// Whether authentication is allowed on this connection now: after TLS,
-/// or on a listener configured without TLS (the administrator vouches for
-/// the path, e.g. loopback).
-pub fn auth_allowed(svc: &Service, client: &Client) -> bool {
-    auth_allowed_on(svc, client.is_tls())
-}
-
-fn auth_allowed_on(svc: &Service, tls: bool) -> bool {
-    tls || svc.listener.tls == TlsMode::None
-}
-
 pub fn capabilities(svc: &Service, client: &Client) -> String {
     capabilities_on(svc, client.is_tls())
 }
@@ -29,7 +18,7 @@ fn capabilities_on(svc: &Service, tls: bool) -> String {
         return caps;
     }
     caps.push_str(" AUTH=OAUTHBEARER AUTH=XOAUTH2");
-    if svc.listener.accepts_passwords() && auth_allowed_on(svc, tls) {
+    if svc.listener.accepts_passwords() && crate::login::auth_allowed(svc, tls) {
         caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
     } else {
         caps.push_str(" LOGINDISABLED");

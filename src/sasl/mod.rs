@@ -1,11 +1,13 @@
-//! SASL decoding shared by IMAP and SMTP: pure functions, no I/O.
+//! SASL decoding shared by every protocol: pure functions, no I/O.
 //!
 //! - [`oauthbearer`]: RFC 7628 §3.1 (GS2 header + key/value pairs).
 //! - [`xoauth2`]: Google's `user=…^Aauth=Bearer …^A^A`.
+//! - [`plain`]: PLAIN (RFC 4616) and LOGIN credentials.
 //! - [`challenge`]: the RFC 7628 §3.2.2 error JSON sent before a failure.
 
 pub mod challenge;
 pub mod oauthbearer;
+pub mod plain;
 pub mod xoauth2;
 
 use crate::secret::Secret;

@@ -4,8 +4,6 @@
 
 use crate::gateway::{Failure, Service};
 
-pub use crate::imap::reply::auth_allowed;
-
 /// What the proxy itself adds to (or withholds from) the upstream's
 /// keywords on this connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //! command (passthrough). Then the greeting (unless already read), the `ID`
 //! answer and the login answer are read: one round trip instead of three.
 
-use super::{ClientInfo, Error, LoggedIn, Target};
+use super::{printable, ClientInfo, Error, LoggedIn, Target};
 use crate::config::{TlsMode, UpstreamLogin};
 use crate::line::{Line, LineReader};
 use crate::sasl;
@@ -152,16 +152,69 @@ impl Session {
         self.answer(ID_TAG).await?;
         let (untagged, tagged_text) = self.answer(TAG).await?;
         if tagged_text.starts_with(b"OK") {
+            let mut reply = untagged;
+            reply.push(tagged_text);
             Ok(Reply::Ok(LoggedIn {
                 buffered: self.reader.take_buffered(),
                 stream: self.stream,
-                untagged,
-                tagged_text,
+                reply,
             }))
         } else {
             Ok(Reply::No {
                 untagged,
                 tagged_text,
+            })
+        }
+    }
+}
+
+/// The IMAP login strategy (Dovecot).
+pub struct Login;
+
+impl super::Strategy for Login {
+    fn token_login<'a>(
+        &'a self,
+        target: &'a Target,
+        ctx: super::LoginContext<'a>,
+        user: &'a str,
+    ) -> super::BoxFuture<'a, Result<LoggedIn, Error>> {
+        Box::pin(master_login(target, ctx.client, user))
+    }
+
+    fn password_login<'a>(
+        &'a self,
+        target: &'a Target,
+        ctx: super::LoginContext<'a>,
+        password: super::Password<'a>,
+    ) -> super::BoxFuture<'a, Result<super::PasswordReply, Error>> {
+        Box::pin(password_login(target, ctx.client, password))
+    }
+}
+
+/// Password passthrough: the client's credentials as `AUTHENTICATE PLAIN`
+/// (after `ID` with its real address, so Dovecot applies its own failure
+/// penalty to the client).
+async fn password_login(
+    target: &Target,
+    client: ClientInfo,
+    password: super::Password<'_>,
+) -> Result<super::PasswordReply, Error> {
+    let session = Session::open(target, client).await?;
+    let command = Secret::new(format!(
+        "AUTHENTICATE PLAIN {}",
+        password.plain_base64().expose()
+    ));
+    match session.login(command.expose().as_bytes()).await? {
+        Reply::Ok(logged_in) => Ok(super::PasswordReply::Accepted(logged_in)),
+        Reply::No {
+            mut untagged,
+            tagged_text,
+        } => {
+            let temporary = contains(&tagged_text, b"[UNAVAILABLE]");
+            untagged.push(tagged_text);
+            Ok(super::PasswordReply::Refused {
+                lines: untagged,
+                temporary,
             })
         }
     }
@@ -216,15 +269,6 @@ pub fn astring(value: &[u8]) -> Vec<u8> {
         out.extend_from_slice(value);
         out
     }
-}
-
-/// Upstream text made safe for a log line.
-pub fn printable(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .take(200)
-        .filter(|c| !c.is_control())
-        .collect()
 }
 
 #[cfg(test)]

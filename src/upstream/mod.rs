@@ -150,8 +150,93 @@ pub struct LoggedIn {
     pub stream: UpstreamStream,
     /// Bytes the upstream sent past its login reply (to be relayed first).
     pub buffered: Vec<u8>,
-    /// For IMAP: the text of the upstream's tagged OK after the tag, e.g.
-    /// `OK [CAPABILITY IMAP4rev1 ...] Logged in`, plus untagged lines it sent.
-    pub untagged: Vec<Vec<u8>>,
-    pub tagged_text: Vec<u8>,
+    /// The upstream's success reply as the client should see it, one line
+    /// each without CRLF (IMAP: the untagged lines, then the tagged line
+    /// without its tag, e.g. `OK [CAPABILITY IMAP4rev1 ...] Logged in`).
+    /// Empty when the upstream gave none the client should see (XCLIENT):
+    /// the front-end then sends its own success reply.
+    pub reply: Vec<Vec<u8>>,
+}
+
+/// Who an upstream login is for.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginContext<'a> {
+    pub client: ClientInfo,
+    /// The name the client gave in EHLO (SMTP only).
+    pub helo: Option<&'a str>,
+}
+
+/// A client's own password, relayed for the upstream to check
+/// (password passthrough), as SASL PLAIN's three parts.
+#[derive(Clone, Copy)]
+pub struct Password<'a> {
+    pub authzid: &'a [u8],
+    pub user: &'a [u8],
+    pub password: &'a [u8],
+}
+
+impl Password<'_> {
+    /// The SASL PLAIN message, base64 (a secret: it holds the password).
+    pub fn plain_base64(&self) -> crate::secret::Secret {
+        let mut message = zeroize::Zeroizing::new(Vec::with_capacity(
+            self.authzid.len() + self.user.len() + self.password.len() + 2,
+        ));
+        message.extend_from_slice(self.authzid);
+        message.push(0);
+        message.extend_from_slice(self.user);
+        message.push(0);
+        message.extend_from_slice(self.password);
+        crate::secret::Secret::new(crate::sasl::encode(&message))
+    }
+}
+
+/// The upstream's verdict on a relayed password.
+pub enum PasswordReply {
+    Accepted(LoggedIn),
+    /// Refused: the upstream's reply (as in [`LoggedIn::reply`]), and
+    /// whether the refusal is the upstream's temporary trouble rather than
+    /// the client's fault.
+    Refused {
+        lines: Vec<Vec<u8>>,
+        temporary: bool,
+    },
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// How one upstream protocol logs in: as the resolved user with the
+/// proxy's own credentials (after a token), or with the client's password.
+pub trait Strategy: Send + Sync {
+    fn token_login<'a>(
+        &'a self,
+        target: &'a Target,
+        ctx: LoginContext<'a>,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<LoggedIn, Error>>;
+
+    fn password_login<'a>(
+        &'a self,
+        target: &'a Target,
+        ctx: LoginContext<'a>,
+        password: Password<'a>,
+    ) -> BoxFuture<'a, Result<PasswordReply, Error>>;
+}
+
+/// The login strategy of each protocol: the one place a new upstream
+/// protocol is registered.
+pub fn strategy(protocol: crate::config::Protocol) -> &'static dyn Strategy {
+    use crate::config::Protocol;
+    match protocol {
+        Protocol::Imap => &imap::Login,
+        Protocol::Smtp => &smtp::Login,
+    }
+}
+
+/// Upstream text made safe for a log line.
+pub fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .take(200)
+        .filter(|c| !c.is_control())
+        .collect()
 }

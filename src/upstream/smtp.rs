@@ -49,6 +49,24 @@ impl SmtpReply {
     pub fn text(&self) -> String {
         format!("{} {}", self.code, self.lines.join(" / "))
     }
+
+    /// The reply as it goes on the wire (`code-line` … `code line`, no
+    /// CRLF), control characters dropped: it is relayed to a client.
+    pub fn wire_lines(&self) -> Vec<Vec<u8>> {
+        let last = self.lines.len().saturating_sub(1);
+        if self.lines.is_empty() {
+            return vec![self.code.to_string().into_bytes()];
+        }
+        self.lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let sep = if i == last { ' ' } else { '-' };
+                let text: String = line.chars().filter(|c| !c.is_control()).collect();
+                format!("{}{sep}{text}", self.code).into_bytes()
+            })
+            .collect()
+    }
 }
 
 /// A connected upstream SMTP session that has said EHLO.
@@ -138,10 +156,7 @@ impl Session {
                 Line::Eof => return Err(Error::Protocol("upstream closed the connection".into())),
             };
             let (code, more, text) = parse_reply_line(&line).ok_or_else(|| {
-                Error::Protocol(format!(
-                    "malformed reply: {}",
-                    super::imap::printable(&line)
-                ))
+                Error::Protocol(format!("malformed reply: {}", super::printable(&line)))
             })?;
             if lines.len() < MAX_REPLY_LINES {
                 lines.push(text);
@@ -181,12 +196,13 @@ impl Session {
         self.ehlo(helo).await
     }
 
-    fn into_logged_in(mut self) -> LoggedIn {
+    /// The logged-in session; `reply` is what the client is to see (none
+    /// after XCLIENT: the front-end answers itself).
+    fn into_logged_in(mut self, reply: Vec<Vec<u8>>) -> LoggedIn {
         LoggedIn {
             buffered: self.reader.take_buffered(),
             stream: self.stream,
-            untagged: Vec::new(),
-            tagged_text: Vec::new(),
+            reply,
         }
     }
 }
@@ -281,26 +297,47 @@ pub async fn login(
             }
         }
     }
-    Ok(s.into_logged_in())
+    Ok(s.into_logged_in(Vec::new()))
 }
 
-/// The upstream's answer to a client's own `AUTH PLAIN` (passthrough).
-pub enum PasswordReply {
-    /// 235: the session is logged in; the reply is forwarded to the client.
-    Accepted(LoggedIn, SmtpReply),
-    /// A 4xx or 5xx reply, forwarded to the client.
-    Refused(SmtpReply),
+/// The SMTP login strategy (Postfix: XCLIENT, or AUTH PLAIN as a master user).
+pub struct Login;
+
+impl super::Strategy for Login {
+    fn token_login<'a>(
+        &'a self,
+        target: &'a Target,
+        ctx: super::LoginContext<'a>,
+        user: &'a str,
+    ) -> super::BoxFuture<'a, Result<LoggedIn, Error>> {
+        Box::pin(login(target, ctx.client, user, ctx.helo.unwrap_or("")))
+    }
+
+    fn password_login<'a>(
+        &'a self,
+        target: &'a Target,
+        ctx: super::LoginContext<'a>,
+        password: super::Password<'a>,
+    ) -> super::BoxFuture<'a, Result<super::PasswordReply, Error>> {
+        Box::pin(password_login(
+            target,
+            ctx.client,
+            ctx.helo.unwrap_or(""),
+            password,
+        ))
+    }
 }
 
 /// Password passthrough: XCLIENT without `LOGIN=` (so the upstream applies
 /// its policies to the real client), EHLO as the client, then the client's
-/// `AUTH PLAIN`. `plain` is the base64 PLAIN message.
-pub async fn password_login(
+/// credentials as `AUTH PLAIN`. A 4xx refusal is the upstream's temporary
+/// trouble, a 5xx the client's.
+async fn password_login(
     target: &Target,
     client: ClientInfo,
     helo: &str,
-    plain: &Secret,
-) -> Result<PasswordReply, Error> {
+    password: super::Password<'_>,
+) -> Result<super::PasswordReply, Error> {
     let mut s = Session::open(target, Some(client), &own_name(client)).await?;
     if s.has_extension("XCLIENT") {
         s.xclient(client, helo, None).await?;
@@ -310,11 +347,17 @@ pub async fn password_login(
             "upstream does not offer AUTH (Postfix: smtpd_sasl_auth_enable)".into(),
         ));
     }
-    let cmd = Secret::new(format!("AUTH PLAIN {}", plain.expose()));
+    let cmd = Secret::new(format!("AUTH PLAIN {}", password.plain_base64().expose()));
     let r = s.command(cmd.expose().as_bytes()).await?;
     match r.code {
-        235 => Ok(PasswordReply::Accepted(s.into_logged_in(), r)),
-        400..=599 => Ok(PasswordReply::Refused(r)),
+        235 => {
+            let lines = r.wire_lines();
+            Ok(super::PasswordReply::Accepted(s.into_logged_in(lines)))
+        }
+        400..=599 => Ok(super::PasswordReply::Refused {
+            lines: r.wire_lines(),
+            temporary: r.code < 500,
+        }),
         _ => Err(Error::Protocol(format!(
             "unexpected reply to AUTH PLAIN: {}",
             r.text()
@@ -467,6 +510,7 @@ mod tests {
 
     fn target(address: String) -> Arc<Target> {
         Target::new(Upstream {
+            protocol: None,
             name: "fake".into(),
             address,
             tls: TlsMode::None,

@@ -681,6 +681,12 @@ impl Raw {
 
 /// A TCP connection to 127.0.0.1:`port` from the loopback address `source`.
 pub fn tcp_from(source: &str, port: u16) -> TcpStream {
+    tcp_from_with(source, port, None)
+}
+
+/// [`tcp_from`] with a receive buffer of `recv_buffer` bytes (a client
+/// whose window fills up at once).
+pub fn tcp_from_with(source: &str, port: u16, recv_buffer: Option<u32>) -> TcpStream {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -690,6 +696,9 @@ pub fn tcp_from(source: &str, port: u16) -> TcpStream {
     let tcp = rt
         .block_on(async {
             let sock = tokio::net::TcpSocket::new_v4()?;
+            if let Some(size) = recv_buffer {
+                sock.set_recv_buffer_size(size)?;
+            }
             sock.bind(src)?;
             sock.connect(dst).await
         })
