@@ -19,7 +19,9 @@
 //! own and refreshed in the background, so the front-end can advertise the
 //! Sieve extensions the upstream really has.
 
-use super::{ClientInfo, Error, LoggedIn, Target};
+use super::{
+    BoxFuture, ClientInfo, Error, LoggedIn, LoginContext, Password, PasswordReply, Target,
+};
 use crate::config::{TlsMode, UpstreamLogin};
 use crate::line::{Line, LineReader};
 use crate::managesieve::syntax::{self, Status};
@@ -91,7 +93,7 @@ impl Session {
                 if response.status != Status::Ok {
                     return Err(Error::Protocol(format!(
                         "upstream refused the connection: {}",
-                        super::imap::printable(&line)
+                        super::printable(&line)
                     )));
                 }
                 self.greeting_unread = false;
@@ -101,7 +103,7 @@ impl Session {
             let Some(capability) = syntax::parse_capability(&line) else {
                 return Err(Error::Protocol(format!(
                     "unexpected line in the capabilities: {}",
-                    super::imap::printable(&line)
+                    super::printable(&line)
                 )));
             };
             if capabilities.len() < MAX_CAPABILITY_LINES {
@@ -122,7 +124,7 @@ impl Session {
         syntax::parse_response(&line).ok_or_else(|| {
             Error::Protocol(format!(
                 "unexpected upstream response: {}",
-                super::imap::printable(&line)
+                super::printable(&line)
             ))
         })
     }
@@ -195,15 +197,14 @@ impl Session {
         let Some(response) = syntax::parse_response(&line) else {
             return Err(Error::Protocol(format!(
                 "unexpected answer to AUTHENTICATE: {}",
-                super::imap::printable(&line)
+                super::printable(&line)
             )));
         };
         match response.status {
             Status::Ok => Ok(Reply::Ok(LoggedIn {
                 buffered: self.reader.take_buffered(),
                 stream: self.stream,
-                untagged: Vec::new(),
-                tagged_text: line,
+                reply: vec![line],
             })),
             Status::No => Ok(Reply::No {
                 temporary: response.code.as_deref() == Some("TRYLATER"),
@@ -211,7 +212,7 @@ impl Session {
             }),
             Status::Bye => Err(Error::Protocol(format!(
                 "upstream ended the session: {}",
-                super::imap::printable(&line)
+                super::printable(&line)
             ))),
         }
     }
@@ -255,21 +256,54 @@ pub async fn master_login(
     match session.authenticate(Some(client), &encoded).await? {
         Reply::Ok(logged_in) => Ok(logged_in),
         Reply::No { line, temporary } => Err(Error::Refused {
-            reply: super::imap::printable(&line),
+            reply: super::printable(&line),
             authorization: !temporary,
         }),
     }
 }
 
-/// Password passthrough: the client's PLAIN message (base64), after
-/// `XCLIENT`, so that Dovecot applies its policies to the real client.
+/// Password passthrough: the client's credentials as PLAIN, after
+/// `XCLIENT`, so that Dovecot applies its policies (and its failure
+/// penalty) to the real client.
 pub async fn password_login(
     target: &Target,
     client: ClientInfo,
-    plain: &Secret,
-) -> Result<Reply, Error> {
+    password: Password<'_>,
+) -> Result<PasswordReply, Error> {
     let session = Session::open(target, Some(client)).await?;
-    session.authenticate(Some(client), plain).await
+    match session
+        .authenticate(Some(client), &password.plain_base64())
+        .await?
+    {
+        Reply::Ok(logged_in) => Ok(PasswordReply::Accepted(logged_in)),
+        Reply::No { line, temporary } => Ok(PasswordReply::Refused {
+            lines: vec![line],
+            temporary,
+        }),
+    }
+}
+
+/// The ManageSieve login strategy (Dovecot's managesieve-login).
+pub struct Login;
+
+impl super::Strategy for Login {
+    fn token_login<'a>(
+        &'a self,
+        target: &'a Target,
+        ctx: LoginContext<'a>,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<LoggedIn, Error>> {
+        Box::pin(master_login(target, ctx.client, user))
+    }
+
+    fn password_login<'a>(
+        &'a self,
+        target: &'a Target,
+        ctx: LoginContext<'a>,
+        password: Password<'a>,
+    ) -> BoxFuture<'a, Result<PasswordReply, Error>> {
+        Box::pin(password_login(target, ctx.client, password))
+    }
 }
 
 #[cfg(test)]

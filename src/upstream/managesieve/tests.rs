@@ -21,6 +21,7 @@ fn client() -> ClientInfo {
 fn target(address: String) -> Arc<Target> {
     Target::new(Upstream {
         name: format!("fake-{address}"),
+        protocol: None,
         address,
         tls: TlsMode::None,
         tls_ca: None,
@@ -86,7 +87,7 @@ async fn master_login_sends_xclient_and_plain_in_one_write() {
     let logged_in = master_login(&t, client(), "alice@example.com")
         .await
         .unwrap();
-    assert_eq!(logged_in.tagged_text, b"OK \"Logged in.\"");
+    assert_eq!(logged_in.reply, vec![b"OK \"Logged in.\"".to_vec()]);
     assert_eq!(
         String::from_utf8(received.lock().unwrap().clone()).unwrap(),
         format!(
@@ -156,16 +157,21 @@ async fn over_long_literal_is_refused() {
 async fn password_passthrough_returns_the_answer() {
     let (address, received, _) =
         fake(b"OK \"Updated\"\r\nNO \"Authentication failed.\"\r\n", 2).await;
-    let secret = Secret::new(crate::sasl::encode(b"\0alice\0wrong"));
-    match password_login(&target(address), client(), &secret).await {
-        Ok(Reply::No { line, temporary }) => {
-            assert_eq!(line, b"NO \"Authentication failed.\"");
+    let password = Password {
+        authzid: b"",
+        user: b"alice",
+        password: b"wrong",
+    };
+    match password_login(&target(address), client(), password).await {
+        Ok(PasswordReply::Refused { lines, temporary }) => {
+            assert_eq!(lines, vec![b"NO \"Authentication failed.\"".to_vec()]);
             assert!(!temporary);
         }
         _ => panic!("expected NO"),
     }
     let got = received.lock().unwrap().clone();
-    assert!(got.ends_with(format!("\"{}\"\r\n", secret.expose()).as_bytes()));
+    let plain = crate::sasl::encode(b"\0alice\0wrong");
+    assert!(got.ends_with(format!("AUTHENTICATE \"PLAIN\" \"{plain}\"\r\n").as_bytes()));
 }
 
 #[tokio::test]
