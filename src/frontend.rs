@@ -32,5 +32,6 @@ pub fn of(protocol: Protocol) -> &'static Frontend {
     match protocol {
         Protocol::Imap => &crate::imap::FRONTEND,
         Protocol::Smtp => &crate::smtp::FRONTEND,
+        Protocol::ManageSieve => &crate::managesieve::FRONTEND,
     }
 }

@@ -113,17 +113,19 @@ impl Default for Limits {
 pub enum Protocol {
     Imap,
     Smtp,
+    ManageSieve,
 }
 
 impl Protocol {
     /// Every protocol, for what is built once per protocol (TLS acceptors).
-    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp];
+    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp, Protocol::ManageSieve];
 
     /// The name in the configuration (`protocol = "imap"`).
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Imap => "imap",
             Protocol::Smtp => "smtp",
+            Protocol::ManageSieve => "managesieve",
         }
     }
 }

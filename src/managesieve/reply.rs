@@ -9,12 +9,6 @@ use crate::upstream::managesieve::Capabilities;
 
 pub const VERSION: &str = "1.0";
 
-/// Whether authentication is allowed on a connection that is (`tls`) or
-/// is not yet under TLS.
-pub fn auth_allowed(svc: &Service, tls: bool) -> bool {
-    tls || svc.listener.tls == TlsMode::None
-}
-
 /// What a connection is offered, from the listener and the TLS state.
 #[derive(Debug, Clone, Copy)]
 pub struct Offer {
@@ -29,7 +23,7 @@ pub struct Offer {
 impl Offer {
     pub fn of(svc: &Service, tls: bool) -> Self {
         Self {
-            auth: auth_allowed(svc, tls),
+            auth: crate::login::auth_allowed(svc, tls),
             passwords: svc.listener.accepts_passwords(),
             starttls: svc.listener.tls == TlsMode::StartTls && !tls,
         }

@@ -229,6 +229,7 @@ pub fn strategy(protocol: crate::config::Protocol) -> &'static dyn Strategy {
     match protocol {
         Protocol::Imap => &imap::Login,
         Protocol::Smtp => &smtp::Login,
+        Protocol::ManageSieve => &managesieve::Login,
     }
 }
 
