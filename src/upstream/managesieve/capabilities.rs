@@ -32,14 +32,35 @@ pub type Capabilities = Arc<Vec<(String, Option<Vec<u8>>)>>;
 struct Entry {
     known: Option<Capabilities>,
     next_refresh: Option<Instant>,
+    /// A background refresh is claimed (at most one at a time).
     refreshing: bool,
 }
 
-type Table = HashMap<(String, String), Arc<Mutex<Entry>>>;
+impl Entry {
+    fn due(&self) -> bool {
+        self.next_refresh.is_none_or(|t| Instant::now() >= t)
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    state: Mutex<Entry>,
+    /// Held while learning, so that one connection at a time does it and
+    /// a client that waits for the first answer waits for that one.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn state(&self) -> std::sync::MutexGuard<'_, Entry> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+type Table = HashMap<(String, String), Arc<Slot>>;
 
 static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(Default::default);
 
-fn entry(target: &Target) -> Arc<Mutex<Entry>> {
+fn slot(target: &Target) -> Arc<Slot> {
     let key = (target.config.name.clone(), target.config.address.clone());
     let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
     table.entry(key).or_default().clone()
@@ -56,40 +77,44 @@ fn defaults() -> Capabilities {
 /// else [`DEFAULT_SIEVE`]. Starts a background refresh when one is due
 /// (inside a tokio runtime).
 pub fn capabilities(target: &Arc<Target>) -> Capabilities {
-    let entry = entry(target);
-    let mut e = entry.lock().unwrap_or_else(|e| e.into_inner());
-    let due = e.next_refresh.is_none_or(|t| Instant::now() >= t);
-    if due && !e.refreshing {
+    let slot = slot(target);
+    let mut e = slot.state();
+    if e.due() && !e.refreshing {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             e.refreshing = true;
             let target = target.clone();
-            let entry = entry.clone();
-            runtime.spawn(async move { refresh(&target, &entry).await });
+            let slot = slot.clone();
+            runtime.spawn(async move {
+                let _one = slot.fetching.lock().await;
+                // Someone may have learned them while we waited.
+                if slot.state().due() {
+                    refresh(&target, &slot).await;
+                }
+                slot.state().refreshing = false;
+            });
         }
     }
     e.known.clone().unwrap_or_else(defaults)
 }
 
-/// Like [`capabilities`], but when nothing was ever learned nor tried,
-/// learns them first (one upstream connection, bounded by its
-/// `connect-timeout`), so that the first client sees the real list too.
+/// Like [`capabilities`], but while nothing was ever learned, waits for
+/// the first attempt to learn them (one upstream connection, bounded by
+/// its `connect-timeout`), so that the first client sees the real list too.
 pub async fn learned_capabilities(target: &Arc<Target>) -> Capabilities {
-    let entry = entry(target);
-    let first = {
-        let mut e = entry.lock().unwrap_or_else(|e| e.into_inner());
-        let first = e.next_refresh.is_none() && !e.refreshing;
-        if first {
-            e.refreshing = true;
+    let slot = slot(target);
+    if slot.state().known.is_none() {
+        let _one = slot.fetching.lock().await;
+        // Not after a failed attempt: that retries in the background.
+        if slot.state().next_refresh.is_none() {
+            refresh(target, &slot).await;
         }
-        first
-    };
-    if first {
-        refresh(target, &entry).await;
     }
     capabilities(target)
 }
 
-async fn refresh(target: &Target, entry: &Mutex<Entry>) {
+/// Learns the capabilities with a connection of the proxy's own (the
+/// caller holds `fetching`).
+async fn refresh(target: &Target, slot: &Slot) {
     let learn = async {
         let mut session = Session::open(target, None).await?;
         if session.greeting_unread {
@@ -113,8 +138,7 @@ async fn refresh(target: &Target, entry: &Mutex<Entry>) {
             None
         }
     };
-    let mut e = entry.lock().unwrap_or_else(|e| e.into_inner());
-    e.refreshing = false;
+    let mut e = slot.state();
     let wait = if fetched.is_some() { REFRESH } else { RETRY };
     if fetched.is_some() {
         e.known = fetched;

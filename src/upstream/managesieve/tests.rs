@@ -224,3 +224,18 @@ fn xclient_addresses() {
         "XCLIENT ADDR=192.0.2.7 PORT=3"
     );
 }
+
+#[tokio::test]
+async fn a_first_client_waits_for_the_learning_already_under_way() {
+    let (address, _, connections) = fake(b"OK \"Logout completed.\"\r\n", 1).await;
+    let t = target(address);
+    // A greeting that cannot wait (implicit TLS) gets the defaults and
+    // starts the learning in the background...
+    let now = capabilities(&t);
+    assert_eq!(now[0].1.as_deref(), Some(DEFAULT_SIEVE.as_bytes()));
+    // ...and a client that can wait gets what it learned.
+    let learned = learned_capabilities(&t).await;
+    assert_eq!(learned[1].0, "NOTIFY");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
