@@ -301,6 +301,8 @@ const LISTENERS: &[(&str, &str, &str, &str)] = &[
     ("imap-plain", "imap", "none", "dovecot"),
     ("submissions", "smtp", "implicit", "postfix"),
     ("submission", "smtp", "starttls", "postfix"),
+    ("sieve-tls", "managesieve", "implicit", "dovecot-sieve"),
+    ("sieve", "managesieve", "starttls", "dovecot-sieve"),
 ];
 
 impl Proxy {
@@ -335,6 +337,13 @@ impl Proxy {
             peers.str(&["dovecot", "master_user"]),
             peers.str(&["dovecot", "master_secret_file"]),
             opts.imap_identity,
+            opts.connect_timeout,
+        ));
+        c.push_str(&format!(
+            "[upstream.dovecot-sieve]\nprotocol = \"managesieve\"\naddress = \"127.0.0.1:{}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"email\"\nconnect-timeout = \"{}\"\n\n",
+            peers.port(&["dovecot", "managesieve_port"]),
+            peers.str(&["dovecot", "master_user"]),
+            peers.str(&["dovecot", "master_secret_file"]),
             opts.connect_timeout,
         ));
         let smtp_port = peers.info["postfix"]["smtp_port"].as_u64().unwrap_or(1);
