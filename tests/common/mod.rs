@@ -289,6 +289,8 @@ impl ProxyOptions {
 
 pub struct Proxy {
     child: Child,
+    /// Where the proxy's READY=1 arrives, until it did.
+    notify: Option<std::os::unix::net::UnixDatagram>,
     ports: BTreeMap<String, u16>,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
@@ -381,7 +383,21 @@ impl Proxy {
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, Self::config_text(peers, opts, &ports)).expect("write config");
         let log = std::fs::File::create(dir.path().join("proxy.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_oauthbearer-proxy"))
+        // The proxy says READY=1 (systemd's protocol) once every listener
+        // is bound; a test that watches the notifications itself keeps its own.
+        let notify = (!opts.env.iter().any(|(k, _)| k == "NOTIFY_SOCKET")).then(|| {
+            let path = dir.path().join("notify.sock");
+            let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("notify socket");
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+            (path, socket)
+        });
+        let mut command = Command::new(env!("CARGO_BIN_EXE_oauthbearer-proxy"));
+        if let Some((path, _)) = &notify {
+            command.env("NOTIFY_SOCKET", path);
+        }
+        let child = command
             .arg("--config")
             .arg(&config_path)
             .env("OAUTHBEARER_PROXY_LOG", opts.log_level)
@@ -396,11 +412,41 @@ impl Proxy {
             ports,
             dir,
             config_path,
+            notify: notify.map(|(_, socket)| socket),
         }
     }
 
+    /// Waits for READY=1 on the notification socket (or, for a test that
+    /// watches notifications itself, until every port accepts).
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(15);
+        let Some(socket) = self.notify.take() else {
+            return self.wait_ports(deadline);
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Ok(n) = socket.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+                {
+                    // Dropping the socket: later notifications go nowhere.
+                    return Ok(());
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "the proxy exited ({status}) at start-up:\n{}",
+                    self.log()
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("the proxy never said READY=1:\n{}", self.log()));
+            }
+        }
+    }
+
+    fn wait_ports(&mut self, deadline: Instant) -> Result<(), String> {
         for port in self.ports.values() {
             loop {
                 if TcpStream::connect(("127.0.0.1", *port)).is_ok() {
