@@ -7,7 +7,6 @@ use super::reply;
 use crate::client::Client;
 use crate::gateway::Failure;
 use crate::login::{Rejected, Response, Wire};
-use std::future::Future;
 
 /// The wire of a ManageSieve connection; `max` bounds an answer (`max-line`).
 pub struct SieveWire {
@@ -34,26 +33,20 @@ impl Wire for SieveWire {
         out
     }
 
-    fn read_response<'a>(
-        &'a self,
-        client: &'a mut Client,
-    ) -> impl Future<Output = Response> + Send + 'a {
-        async move {
-            match read::sasl_response(client, self.max).await {
-                Answer::Data(d) => Response::Data(d),
-                Answer::Cancelled => Response::Cancelled,
-                Answer::Invalid => Response::Invalid,
-                Answer::TooLong => Response::TooLong,
-                Answer::LiteralTooLong => {
-                    // Its bytes are on their way and cannot be told from
-                    // commands: the connection ends.
-                    let _ = client
-                        .send(reply::bye("Literal too large.").as_bytes())
-                        .await;
-                    Response::Gone
-                }
-                Answer::Gone => Response::Gone,
+    async fn read_response(&self, client: &mut Client) -> Response {
+        match read::sasl_response(client, self.max).await {
+            Answer::Data(d) => Response::Data(d),
+            Answer::Cancelled => Response::Cancelled,
+            Answer::Invalid => Response::Invalid,
+            Answer::TooLong => Response::TooLong,
+            Answer::LiteralTooLong => {
+                // Its bytes are on their way and cannot be told from
+                // commands: the connection ends.
+                let bye = reply::bye("Literal too large.");
+                let _ = client.send(bye.as_bytes()).await;
+                Response::Gone
             }
+            Answer::Gone => Response::Gone,
         }
     }
 
