@@ -225,3 +225,33 @@ fn a_script_uploaded_through_the_proxy_files_mail_delivered_by_postfix() {
     }
     assert_eq!(search("INBOX").as_deref().map(str::trim), Some("* SEARCH"));
 }
+
+#[test]
+fn a_proxy_protocol_v2_upstream_gets_the_header_then_xclient() {
+    // Dovecot's managesieve listener with `haproxy = yes` refuses a
+    // connection without the PROXY v2 header. A plaintext listener: its
+    // first greeting waits for the capabilities, learned with a LOCAL header.
+    let peers = peers_read();
+    let port = free_port();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.extra = format!(
+        "[listener.sieve-pp]\nprotocol = \"managesieve\"\nbind = \"127.0.0.1:{port}\"\ntls = \"none\"\ndirectory = \"test\"\nupstream = \"sieve-pp\"\n\n\
+         [upstream.sieve-pp]\naddress = \"127.0.0.1:{}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"email\"\nproxy-protocol = \"v2\"\n",
+        peers.port(&["dovecot", "managesieve_haproxy_port"]),
+        peers.str(&["dovecot", "master_user"]),
+        peers.str(&["dovecot", "master_secret_file"]),
+    );
+    let proxy = Proxy::start(&peers, &opts);
+    let token = mint_token(&peers, "bob", SCOPE, 300);
+    let mut c = Raw::over(tcp_from("127.0.0.12", port), false, &peers.ca());
+    let greeting = c.until("OK").join("\n");
+    assert!(
+        greeting.contains("\"NOTIFY\""),
+        "{greeting}\n{}",
+        proxy.log()
+    );
+    login(&mut c, "OAUTHBEARER", &oauthbearer(None, &token), false);
+    c.send("LISTSCRIPTS\r\n");
+    assert!(c.until("OK").last().unwrap().starts_with("OK"));
+    wait_login_logged(&peers, "rip=127.0.0.12");
+}

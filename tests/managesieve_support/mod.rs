@@ -5,7 +5,7 @@
 use crate::common::*;
 use serde_json::Value;
 use std::process::Command;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 pub const ALICE: &str = "alice@example.com";
 pub const SCOPE: &str = "openid email profile";
@@ -90,4 +90,25 @@ pub fn unique(tag: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("sieve-e2e-{tag}-{nanos}")
+}
+
+/// Waits (bounded) until Dovecot logs a managesieve-login `Login:` line
+/// containing `needle` (e.g. `rip=127.0.0.9`: the address it saw).
+pub fn wait_login_logged(peers: &Peers, needle: &str) {
+    let log_path = peers.str(&["dovecot", "log"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let seen = log
+            .lines()
+            .any(|l| l.contains("managesieve-login") && l.contains("Login:") && l.contains(needle));
+        if seen {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Dovecot never logged a ManageSieve login with {needle}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
