@@ -362,6 +362,7 @@ type = "oidc"
 timeout = "10s"
 endpoint.url = "{self.oidc.describe()['userinfo']}"
 endpoint.method = "userinfo"
+required-scope = "email"
 fields.email = "email"
 fields.username = "preferred_username"
 """)

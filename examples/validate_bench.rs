@@ -79,8 +79,10 @@ fn token() -> String {
         "exp": now + 3600, "iat": now, "scope": "openid email profile",
         "email": "alice@example.com", "username": "alice",
     });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
     jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &header,
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
@@ -152,12 +154,14 @@ fn asymmetric(n: u64) {
         let claims = serde_json::json!({"iss": "https://idp.example", "aud": "urn:mail",
             "exp": now + 3600, "scope": "email", "email": "alice@example.com"});
         let mut header = Header::new(alg);
+        header.typ = Some("at+jwt".into());
         header.kid = Some("k".into());
         let token = jsonwebtoken::encode(&header, &claims, &key).expect("sign");
         let settings = JwtSettings {
             jwks_url: None,
             algorithms: vec![alg],
             secret: None,
+            allow_untyped: false,
         };
         let expect = jwt::Expect {
             issuer: Some("https://idp.example"),

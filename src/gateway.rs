@@ -238,30 +238,7 @@ impl Service {
                 Failure::ProviderUnavailable(format!("directory {directory}: {why}"))
             }
         })?;
-        if let Some(authzid) = authzid {
-            if !identity.matches(authzid) {
-                return Err(Failure::Refused {
-                    status: challenge::Status::InvalidRequest,
-                    reason: format!(
-                        "claimed identity {authzid:?} does not match the token's ({})",
-                        identity
-                            .email
-                            .as_deref()
-                            .or(identity.username.as_deref())
-                            .unwrap_or("?")
-                    ),
-                    directory: Some(index),
-                });
-            }
-        }
-        let user = identity
-            .get(need)
-            .ok_or_else(|| Failure::Refused {
-                status: challenge::Status::InsufficientScope,
-                reason: "no identity".into(),
-                directory: Some(index),
-            })?
-            .to_string();
+        let user = self.upstream_user(&identity, authzid, index)?;
         let strategy = upstream::strategy(self.listener.protocol);
         let login = strategy.token_login(&self.upstream, ctx, &user);
         let logged_in = upstream::bounded(&self.upstream, login).await;
@@ -279,6 +256,51 @@ impl Service {
                 self.upstream.config.name
             ))),
         }
+    }
+
+    /// The user the upstream logs in as: the identity the upstream uses, in
+    /// the letter case it expects, which a claimed authorization identity
+    /// must name.
+    fn upstream_user(
+        &self,
+        identity: &idp::Identity,
+        authzid: Option<&str>,
+        index: usize,
+    ) -> Result<String, Failure> {
+        let directory = self.directories.name(index);
+        let need = self.upstream.config.identity;
+        if let Some(authzid) = authzid {
+            if !identity.matches(authzid, self.upstream.config.identity_case) {
+                return Err(Failure::Refused {
+                    status: challenge::Status::InvalidRequest,
+                    reason: format!(
+                        "claimed identity {authzid:?} does not match the token's ({})",
+                        identity
+                            .email
+                            .as_deref()
+                            .or(identity.username.as_deref())
+                            .unwrap_or("?")
+                    ),
+                    directory: Some(index),
+                });
+            }
+        }
+        let user = identity.get(need).ok_or_else(|| Failure::Refused {
+            status: challenge::Status::InsufficientScope,
+            reason: "no identity".into(),
+            directory: Some(index),
+        })?;
+        let user = self
+            .upstream
+            .config
+            .identity_case
+            .apply(user)
+            .map_err(|why| Failure::Refused {
+                status: challenge::Status::InvalidToken,
+                reason: format!("directory {directory}: {why}"),
+                directory: Some(index),
+            })?;
+        Ok(user)
     }
 }
 

@@ -53,4 +53,6 @@ pub mod server;
 pub mod smtp;
 pub mod stream;
 pub mod tls;
+#[cfg(test)]
+pub mod transcript;
 pub mod upstream;

@@ -47,6 +47,9 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => match oauthbearer_proxy::server::build(&config) {
             Ok(services) => {
+                for warning in config.warnings() {
+                    eprintln!("WARNING {}: {warning}", cli.config.display());
+                }
                 println!(
                     "{}: configuration OK ({} listeners)",
                     cli.config.display(),
@@ -68,6 +71,9 @@ fn main() -> ExitCode {
 
 fn run(config: Config, path: PathBuf) -> ExitCode {
     init_logging(config.server.log_json);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     // Signals, reloads, metrics and the directories' background work; the
     // sessions run on `server.workers` threads of their own (server.rs).
     let runtime = match tokio::runtime::Builder::new_current_thread()

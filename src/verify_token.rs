@@ -2,7 +2,7 @@
 //! (without the cache), printed as JSON. Exit status 0 valid, 1 invalid,
 //! 2 provider unavailable or unusable configuration.
 
-use oauthbearer_proxy::config::{Config, IdentityField};
+use oauthbearer_proxy::config::{Config, IdentityCase, IdentityField};
 use oauthbearer_proxy::idp::{Error, Validator};
 use oauthbearer_proxy::secret::Secret;
 use serde_json::{json, Map, Value};
@@ -47,13 +47,13 @@ pub fn run(config: &Config, name: &str, token: Option<String>) -> ExitCode {
     }
     // The identity field the upstream of the first listener using this
     // directory needs.
-    let need = config
+    let (need, case) = config
         .listeners
         .iter()
         .find(|l| l.directories.iter().any(|d| d == name))
         .and_then(|l| config.upstreams.get(&l.upstream))
-        .map(|u| u.identity)
-        .unwrap_or(IdentityField::Username);
+        .map(|u| (u.identity, u.identity_case))
+        .unwrap_or((IdentityField::Username, IdentityCase::default()));
     let fields = directory.fields.clone();
     let validator = match Validator::new(directory.clone()) {
         Ok(v) => v,
@@ -82,7 +82,13 @@ pub fn run(config: &Config, name: &str, token: Option<String>) -> ExitCode {
                     used.insert(k.clone(), v.clone());
                 }
             }
-            let user = inspection.identity.get(need).map(str::to_string);
+            let user = inspection.identity.get(need).map(|u| case.apply(u));
+            if let Some(Err(why)) = user {
+                let out = json!({"valid": false, "directory": name, "reason": why});
+                println!("{out:#}");
+                return ExitCode::from(1);
+            }
+            let user = user.and_then(Result::ok);
             (
                 json!({
                     "valid": true,

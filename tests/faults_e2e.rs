@@ -38,7 +38,7 @@ struct FakeHttp {
 }
 
 fn alice_claims() -> String {
-    serde_json::json!({"sub": "alice", "email": ALICE, "preferred_username": "alice", "active": true})
+    serde_json::json!({"sub": "alice", "email": ALICE, "preferred_username": "alice", "active": true, "scope": "openid email profile"})
         .to_string()
 }
 
@@ -139,7 +139,7 @@ fn serve_http<S: Read + Write>(stream: S, requests: &AtomicUsize, answer: &Mutex
 
 fn fake_directory(url: &str, method: &str, timeout: &str, extra: &str) -> String {
     format!(
-        "type = \"oidc\"\ntimeout = \"{timeout}\"\nendpoint.url = \"{url}\"\nendpoint.method = \"{method}\"\nfields.email = \"email\"\nfields.username = \"preferred_username\"\n{extra}"
+        "type = \"oidc\"\ntimeout = \"{timeout}\"\nendpoint.url = \"{url}\"\nendpoint.method = \"{method}\"\nrequired-scope = \"email\"\nfields.email = \"email\"\nfields.username = \"preferred_username\"\n{extra}"
     )
 }
 

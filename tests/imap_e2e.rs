@@ -413,7 +413,13 @@ fn authzid_that_does_not_match_the_token_is_refused() {
 #[test]
 fn missing_mapped_claim_fails_with_a_log_line_naming_it() {
     let peers = peers_read();
-    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    // Scope `profile`: UserInfo shows it (a name), but this account has no
+    // email for the upstream (`email` would be refused as a missing scope).
+    let mut opts = ProxyOptions::new(&peers);
+    opts.directory = opts
+        .directory
+        .replace("required-scope = \"email\"", "required-scope = \"profile\"");
+    let proxy = Proxy::start(&peers, &opts);
     let token = mint_token(&peers, "noemail", SCOPE, 300);
     let mut c = imaps(&peers, &proxy);
     c.send(&format!(
@@ -740,7 +746,7 @@ fn failure_replies_are_delayed() {
 
 fn introspect_directory(peers: &Peers, auth: &str) -> String {
     format!(
-        "type = \"oidc\"\ntimeout = \"5s\"\nendpoint.url = \"{}\"\nendpoint.method = \"introspect\"\n{auth}fields.email = \"email\"\nfields.username = \"username\"\n",
+        "type = \"oidc\"\ntimeout = \"5s\"\nendpoint.url = \"{}\"\nendpoint.method = \"introspect\"\nrequired-scope = \"email\"\n{auth}fields.email = \"email\"\nfields.username = \"username\"\n",
         peers.str(&["oidc", "introspection"])
     )
 }
@@ -880,8 +886,12 @@ fn no_token_password_or_secret_in_the_log_at_trace_level() {
 fn upstream_refusing_the_resolved_user_is_authorizationfailed() {
     let peers = peers_read();
     let mut opts = ProxyOptions::new(&peers);
-    // "noemail" is a provider account with no Dovecot mailbox.
+    // "noemail" is a provider account with no Dovecot mailbox (and no
+    // email, hence scope `profile`: UserInfo shows `email` for `email`).
     opts.imap_identity = "username";
+    opts.directory = opts
+        .directory
+        .replace("required-scope = \"email\"", "required-scope = \"profile\"");
     let proxy = Proxy::start(&peers, &opts);
     let token = mint_token(&peers, "noemail", SCOPE, 300);
     let mut c = imaps(&peers, &proxy);

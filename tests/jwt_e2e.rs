@@ -428,7 +428,7 @@ fn password_tokens_without_passthrough_take_any_password_as_a_token() {
 fn the_error_challenge_names_the_directory_that_refused() {
     let peers = peers_read();
     let mut opts = ProxyOptions::new(&peers);
-    // The first directory names no issuer and no scope; `local` does.
+    // The first directory names no issuer; `local` does.
     opts.listener_directories = "[\"test\", \"local\"]".into();
     opts.extra = format!("[directory.local]\n{}", jwt_directory(&peers));
     let proxy = Proxy::start(&peers, &opts);

@@ -66,7 +66,7 @@ fn make_certs(dir: &std::path::Path) -> (String, String, String) {
 fn introspect_directory(peers: &Peers) -> String {
     let basic = &peers.info["oidc"]["basic_client"];
     format!(
-        "type = \"oidc\"\ntimeout = \"5s\"\nendpoint.url = \"{}\"\nendpoint.method = \"introspect\"\nauth.method = \"basic\"\nauth.username = \"{}\"\nauth.secret = \"{}\"\nfields.email = \"email\"\nfields.username = \"username\"\n",
+        "type = \"oidc\"\ntimeout = \"5s\"\nendpoint.url = \"{}\"\nendpoint.method = \"introspect\"\nauth.method = \"basic\"\nauth.username = \"{}\"\nauth.secret = \"{}\"\nrequired-scope = \"email\"\nfields.email = \"email\"\nfields.username = \"username\"\n",
         peers.str(&["oidc", "introspection"]),
         basic[0].as_str().unwrap_or_default(),
         basic[1].as_str().unwrap_or_default(),

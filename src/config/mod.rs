@@ -5,11 +5,15 @@
 //! names listeners refer to. A `Config` that exists is usable: the rest of the
 //! program never re-validates it. Errors name the offending key.
 
+pub mod hygiene;
+#[cfg(test)]
+mod hygiene_tests;
 pub mod raw;
 pub mod units;
 
 pub use crate::proxy_protocol::Network;
 use crate::secret::Secret;
+pub use hygiene::IdentityCase;
 use raw::{RawConfig, RawDirectory, RawListener, RawUpstream};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -177,6 +181,8 @@ pub struct Upstream {
     pub tls_name: String,
     pub login: UpstreamLogin,
     pub identity: IdentityField,
+    /// How the identity's letter case reaches the upstream (`identity-case`).
+    pub identity_case: IdentityCase,
     pub connect_timeout: Duration,
     /// Send a PROXY protocol v2 header with the client's address first.
     pub proxy_protocol_v2: bool,
@@ -210,6 +216,8 @@ pub struct Directory {
     pub audience: Option<String>,
     /// Tolerated clock skew on `exp` / `nbf`.
     pub clock_skew: Duration,
+    /// Neither audience nor scope required, knowingly (`allow-any-audience`).
+    pub allow_any_audience: bool,
     pub cache: CacheSettings,
 }
 
@@ -236,6 +244,9 @@ pub struct JwtSettings {
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
     /// The HS256/384/512 shared secret.
     pub secret: Option<Secret>,
+    /// `jwt.allow-untyped`: also accept `typ: JWT` or no `typ` (RFC 9068
+    /// wants `at+jwt`), for providers that do not type their access tokens.
+    pub allow_untyped: bool,
 }
 
 /// The token-result cache of one directory. `ttl` zero means every login
@@ -393,6 +404,19 @@ impl Config {
             upstreams,
             directories,
         })
+    }
+
+    /// Settings that are allowed but weaken security, one line each: logged
+    /// at start-up and reload, printed by `check`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.directories
+            .values()
+            .filter(|d| d.allow_any_audience)
+            .map(|d| {
+                let checked = d.audience.is_some() || d.required_scope.is_some();
+                hygiene::any_audience_warning(&d.name, checked)
+            })
+            .collect()
     }
 }
 
@@ -753,12 +777,13 @@ fn upstream(name: &str, raw: RawUpstream) -> Result<Upstream> {
         tls_name: raw.tls_name.unwrap_or(host),
         login,
         identity,
+        identity_case: hygiene::identity_case(&key("identity-case"), raw.identity_case.as_deref())?,
         connect_timeout,
         proxy_protocol_v2,
     })
 }
 
-fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
+fn directory(name: &str, mut raw: RawDirectory) -> Result<Directory> {
     let key = |k: &str| format!("directory.{name}.{k}");
     if raw.kind != "oidc" {
         return Err(ConfigError::new(
@@ -766,14 +791,14 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
             format!("`{}` is not supported; use \"oidc\"", raw.kind),
         ));
     }
-    let timeout = match raw.timeout {
+    let timeout = match raw.timeout.take() {
         Some(v) => duration(&key("timeout"), &v)?,
         None => Duration::from_secs(15),
     };
     if let Some(issuer) = &raw.issuer {
         check_url(&key("issuer"), issuer)?;
     }
-    let (url, method) = match raw.endpoint {
+    let (url, method) = match raw.endpoint.take() {
         Some(e) => (e.url, e.method),
         None => (None, None),
     };
@@ -787,48 +812,16 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
             "is required (or set `issuer` to find it by discovery)",
         ));
     }
-    if method != "jwt" {
-        for (k, set) in [
-            ("algorithms", raw.algorithms.is_some()),
-            ("secret", raw.secret.is_some()),
-            ("jwks.url", raw.jwks.is_some()),
-        ] {
-            if set {
-                return Err(ConfigError::new(
-                    key(k),
-                    "is only used with endpoint.method = \"jwt\"",
-                ));
-            }
-        }
-    }
-    let endpoint = match method.as_str() {
-        "userinfo" => Endpoint::UserInfo { url },
-        "introspect" | "introspection" => Endpoint::Introspect {
-            url,
-            auth: introspect_auth(name, raw.auth)?,
-        },
-        "jwt" => {
-            if url.is_some() {
-                return Err(ConfigError::new(
-                    key("endpoint.url"),
-                    "is not used with \"jwt\" (keys come from `jwks.url` or the issuer's discovery)",
-                ));
-            }
-            Endpoint::Jwt(jwt_settings(
-                name,
-                raw.jwks,
-                raw.algorithms,
-                raw.secret,
-                raw.issuer.is_some(),
-            )?)
-        }
-        other => {
-            return Err(ConfigError::new(
-                key("endpoint.method"),
-                format!("`{other}` is not one of \"userinfo\", \"introspect\", \"jwt\""),
-            ))
-        }
-    };
+    let audience = raw.audience.take().filter(|a| !a.is_empty());
+    let allow_any_audience = raw.allow_any_audience.unwrap_or(false);
+    hygiene::check_policy(&hygiene::Policy {
+        name,
+        method: &method,
+        audience: audience.as_deref(),
+        required_scope: raw.required_scope.as_deref(),
+        allow_any_audience,
+    })?;
+    let endpoint = endpoint(name, &method, url, &mut raw)?;
     let fields = Fields {
         email: raw.fields.email.or_else(|| Some("email".into())),
         username: raw
@@ -837,7 +830,7 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
             .or_else(|| Some("preferred_username".into())),
         full_name: raw.fields.full_name,
     };
-    let clock_skew = match raw.clock_skew {
+    let clock_skew = match raw.clock_skew.take() {
         Some(v) => duration(&key("clock-skew"), &v)?,
         None => Duration::from_secs(60),
     };
@@ -852,9 +845,69 @@ fn directory(name: &str, raw: RawDirectory) -> Result<Directory> {
         required_scope: raw.required_scope,
         issuer: raw.issuer,
         tls_ca: raw.tls_ca.map(PathBuf::from),
-        audience: raw.audience.filter(|a| !a.is_empty()),
+        audience,
         clock_skew,
+        allow_any_audience,
         cache: cache_settings(name, raw.cache.unwrap_or_default())?,
+    })
+}
+
+/// The endpoint of `method`, and the keys only `jwt` uses refused elsewhere.
+fn endpoint(
+    name: &str,
+    method: &str,
+    url: Option<String>,
+    raw: &mut RawDirectory,
+) -> Result<Endpoint> {
+    let key = |k: &str| format!("directory.{name}.{k}");
+    if method != "jwt" {
+        for (k, set) in [
+            ("algorithms", raw.algorithms.is_some()),
+            ("secret", raw.secret.is_some()),
+            ("jwks.url", raw.jwks.is_some()),
+            ("jwt.allow-untyped", raw.jwt.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::new(
+                    key(k),
+                    "is only used with endpoint.method = \"jwt\"",
+                ));
+            }
+        }
+    }
+    Ok(match method {
+        "userinfo" => Endpoint::UserInfo { url },
+        "introspect" | "introspection" => Endpoint::Introspect {
+            url,
+            auth: introspect_auth(name, raw.auth.take())?,
+        },
+        "jwt" => {
+            if url.is_some() {
+                return Err(ConfigError::new(
+                    key("endpoint.url"),
+                    "is not used with \"jwt\" (keys come from `jwks.url` or the issuer's discovery)",
+                ));
+            }
+            let mut settings = jwt_settings(
+                name,
+                raw.jwks.take(),
+                raw.algorithms.take(),
+                raw.secret.take(),
+                raw.issuer.is_some(),
+            )?;
+            settings.allow_untyped = raw
+                .jwt
+                .take()
+                .and_then(|j| j.allow_untyped)
+                .unwrap_or(false);
+            Endpoint::Jwt(settings)
+        }
+        other => {
+            return Err(ConfigError::new(
+                key("endpoint.method"),
+                format!("`{other}` is not one of \"userinfo\", \"introspect\", \"jwt\""),
+            ))
+        }
     })
 }
 
@@ -983,6 +1036,7 @@ fn jwt_settings(
         jwks_url,
         algorithms,
         secret,
+        allow_untyped: false,
     })
 }
 

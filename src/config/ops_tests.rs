@@ -22,6 +22,7 @@ login.secret = "s3cret"
 [directory.idp]
 type = "oidc"
 endpoint.url = "https://idp/userinfo"
+required-scope = "email"
 "#;
 
 fn parse_with(server: &str, listener: &str, upstream: &str) -> Result<Config> {

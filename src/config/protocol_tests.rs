@@ -32,6 +32,7 @@ login.method = "xclient"
 [directory.idp]
 type = "oidc"
 endpoint.url = "https://idp/userinfo"
+required-scope = "email"
 "#;
 
 fn parse(upstream: &str, protocol: &str) -> std::result::Result<Config, ConfigError> {

@@ -113,6 +113,8 @@ pub struct RawUpstream {
     pub tls_name: Option<String>,
     pub login: Option<RawLogin>,
     pub identity: Option<String>,
+    /// How the identity's letter case is handled ("require-lower", "lower", "exact").
+    pub identity_case: Option<String>,
     pub connect_timeout: Option<String>,
     /// `"v2"`: send a PROXY protocol v2 header with the client's address.
     pub proxy_protocol: Option<String>,
@@ -150,7 +152,17 @@ pub struct RawDirectory {
     /// Tolerated clock skew on `exp` / `nbf`.
     pub clock_skew: Option<String>,
     pub jwks: Option<RawJwks>,
+    /// `jwt.allow-untyped`: the RFC 9068 `typ` opt-out.
+    pub jwt: Option<RawJwtOptions>,
+    /// Accept tokens without a required audience or scope (loudly).
+    pub allow_any_audience: Option<bool>,
     pub cache: Option<RawCache>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawJwtOptions {
+    pub allow_untyped: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,7 +23,7 @@ login.secret = "s3cret"
 
 /// The smallest directory block, for tests about other sections.
 const USERINFO_DIRECTORY: &str =
-    "[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n";
+    "[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\nendpoint.url = \"https://idp/userinfo\"\n";
 
 fn with_directory(block: &str) -> Result<Config> {
     Config::parse(&format!("{BASE}\n{block}"))
@@ -40,8 +40,7 @@ fn shipped_example_parses() {
 /// Stalwart's documented OIDC directory (userinfo), verbatim.
 #[test]
 fn stalwart_userinfo_block_verbatim() {
-    let c = with_directory(
-        r#"
+    let verbatim = r#"
 [directory.idp]
 type = "oidc"
 timeout = "15s"
@@ -50,9 +49,12 @@ endpoint.method = "userinfo"
 fields.email = "email"
 fields.username = "preferred_username"
 fields.full-name = "name"
-"#,
-    )
-    .unwrap();
+"#;
+    // Refused since issue 11: nothing says the token is meant for mail.
+    let err = with_directory(verbatim).unwrap_err();
+    assert_eq!(err.key, "directory.idp", "{err}");
+    assert!(err.to_string().contains("allow-any-audience"), "{err}");
+    let c = with_directory(&format!("{verbatim}required-scope = \"email\"\n")).unwrap();
     let d = &c.directories["idp"];
     assert!(
         matches!(&d.endpoint, Endpoint::UserInfo { url } if url.as_deref() == Some("https://accounts.example.org/userinfo"))
@@ -64,8 +66,7 @@ fields.full-name = "name"
 /// Authelia's documentation for Stalwart (userinfo), verbatim.
 #[test]
 fn authelia_userinfo_block_verbatim() {
-    let c = with_directory(
-        r#"
+    let verbatim = r#"
 [directory.idp]
 type = "oidc"
 timeout = "15s"
@@ -74,9 +75,12 @@ endpoint.method = "userinfo"
 fields.email = "email"
 fields.username = "preferred_username"
 fields.full-name = "name"
-"#,
-    )
-    .unwrap();
+"#;
+    // Refused since issue 11: nothing says the token is meant for mail.
+    let err = with_directory(verbatim).unwrap_err();
+    assert_eq!(err.key, "directory.idp", "{err}");
+    assert!(err.to_string().contains("allow-any-audience"), "{err}");
+    let c = with_directory(&format!("{verbatim}required-scope = \"email\"\n")).unwrap();
     assert!(matches!(
         c.directories["idp"].endpoint,
         Endpoint::UserInfo { .. }
@@ -93,7 +97,7 @@ fn introspect_blocks_for_every_auth_method() {
     ];
     for (auth, name) in cases {
         let c = with_directory(&format!(
-            "[directory.idp]\ntype = \"oidc\"\ntimeout = \"15s\"\nendpoint.url = \"https://auth.example.com/api/oidc/introspection\"\nendpoint.method = \"introspect\"\n{auth}\nfields.email = \"email\"\nfields.username = \"preferred_username\"\nfields.full-name = \"name\"\n"
+            "[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\ntimeout = \"15s\"\nendpoint.url = \"https://auth.example.com/api/oidc/introspection\"\nendpoint.method = \"introspect\"\n{auth}\nfields.email = \"email\"\nfields.username = \"preferred_username\"\nfields.full-name = \"name\"\n"
         ))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         let Endpoint::Introspect { auth, .. } = &c.directories["idp"].endpoint else {
@@ -210,7 +214,7 @@ fn invalid_configurations_name_the_key() {
             "directory.idp.auth.method",
         ),
         (
-            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"ftp://x\"\n"),
+            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\nendpoint.url = \"ftp://x\"\n"),
             "directory.idp.endpoint.url",
         ),
         (
@@ -306,7 +310,7 @@ cache.stale-if-error = "1h"
 #[test]
 fn jwt_defaults_and_discovery_endpoints() {
     let c = with_directory(
-        "[directory.idp]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\njwks.url = \"https://idp/jwks\"\n",
+        "[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\nendpoint.method = \"jwt\"\njwks.url = \"https://idp/jwks\"\n",
     )
     .unwrap();
     let d = &c.directories["idp"];
@@ -322,7 +326,7 @@ fn jwt_defaults_and_discovery_endpoints() {
     assert!(!d.cache.enabled(), "no cache unless configured");
     // userinfo / introspection endpoints from the issuer's discovery.
     let c = with_directory(
-        "[directory.idp]\ntype = \"oidc\"\nissuer = \"https://idp\"\nendpoint.method = \"introspect\"\nauth.method = \"client-secret-post\"\nauth.username = \"mail-proxy\"\nauth.secret = \"s\"\n",
+        "[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\nissuer = \"https://idp\"\nendpoint.method = \"introspect\"\nauth.method = \"client-secret-post\"\nauth.username = \"mail-proxy\"\nauth.secret = \"s\"\n",
     )
     .unwrap();
     let d = &c.directories["idp"];
@@ -336,7 +340,7 @@ fn jwt_defaults_and_discovery_endpoints() {
 #[test]
 fn several_directories_and_password_tokens_on_a_listener() {
     let text = format!(
-        "{}[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/userinfo\"\n[directory.other]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\nissuer = \"https://other\"\n",
+        "{}[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\nendpoint.url = \"https://idp/userinfo\"\n[directory.other]\ntype = \"oidc\"\nrequired-scope = \"email\"\nendpoint.method = \"jwt\"\nissuer = \"https://other\"\n",
         BASE.replace("directory = \"idp\"", "directory = [\"idp\", \"other\"]\npassword-tokens = true")
     );
     let c = Config::parse(&text).unwrap();
@@ -347,7 +351,7 @@ fn several_directories_and_password_tokens_on_a_listener() {
 #[test]
 fn invalid_jwt_and_cache_keys_name_the_key() {
     let jwt =
-        "[directory.idp]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\nissuer = \"https://idp\"\n";
+        "[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\nendpoint.method = \"jwt\"\nissuer = \"https://idp\"\n";
     let cases: Vec<(String, &str)> = vec![
         (format!("{BASE}{jwt}algorithms = [\"none\"]\n"), "directory.idp.algorithms"),
         (format!("{BASE}{jwt}algorithms = []\n"), "directory.idp.algorithms"),
@@ -358,7 +362,7 @@ fn invalid_jwt_and_cache_keys_name_the_key() {
             "directory.idp.secret",
         ),
         (
-            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\n"),
+            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\nendpoint.method = \"jwt\"\n"),
             "directory.idp.jwks.url",
         ),
         (
@@ -366,11 +370,11 @@ fn invalid_jwt_and_cache_keys_name_the_key() {
             "directory.idp.endpoint.url",
         ),
         (
-            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nendpoint.method = \"userinfo\"\n"),
+            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\nendpoint.method = \"userinfo\"\n"),
             "directory.idp.endpoint.url",
         ),
         (
-            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/u\"\nalgorithms = [\"RS256\"]\n"),
+            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\nendpoint.url = \"https://idp/u\"\nalgorithms = [\"RS256\"]\n"),
             "directory.idp.algorithms",
         ),
         (format!("{BASE}{jwt}cache.ttl = \"soon\"\n"), "directory.idp.cache.ttl"),
@@ -385,7 +389,7 @@ fn invalid_jwt_and_cache_keys_name_the_key() {
             "listener.imaps.directory",
         ),
         (
-            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nendpoint.url = \"https://idp/i\"\nendpoint.method = \"introspect\"\nauth.method = \"client-secret-post\"\n"),
+            format!("{BASE}[directory.idp]\ntype = \"oidc\"\nrequired-scope = \"email\"\nendpoint.url = \"https://idp/i\"\nendpoint.method = \"introspect\"\nauth.method = \"client-secret-post\"\n"),
             "directory.idp.auth.username",
         ),
     ];

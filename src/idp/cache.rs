@@ -208,6 +208,7 @@ mod tests {
             username: Some(name.into()),
             email: None,
             full_name: None,
+            email_verified: None,
         })
     }
 

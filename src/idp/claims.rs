@@ -5,7 +5,7 @@
 //! than passed on.
 
 use super::{Error, Rejection};
-use crate::config::{Fields, IdentityField};
+use crate::config::{Fields, IdentityCase, IdentityField};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -13,6 +13,10 @@ pub struct Identity {
     pub username: Option<String>,
     pub email: Option<String>,
     pub full_name: Option<String>,
+    /// `email_verified` as the provider said it (absent: `None`). An
+    /// unverified email is never a login identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
 }
 
 impl Identity {
@@ -24,12 +28,17 @@ impl Identity {
     }
 
     /// Whether a client-claimed authorization identity names this identity
-    /// (the email or the username, case-insensitively).
-    pub fn matches(&self, authzid: &str) -> bool {
-        [&self.email, &self.username]
+    /// (the verified email or the username), compared as the upstream
+    /// compares user names.
+    pub fn matches(&self, authzid: &str, case: IdentityCase) -> bool {
+        let email = self
+            .email
+            .as_ref()
+            .filter(|_| self.email_verified != Some(false));
+        [email, self.username.as_ref()]
             .into_iter()
             .flatten()
-            .any(|v| v.eq_ignore_ascii_case(authzid))
+            .any(|v| case.same(authzid, v))
     }
 }
 
@@ -46,6 +55,11 @@ pub fn map(
 
 /// Requires the field the upstream logs in with.
 pub fn require(identity: &Identity, fields: &Fields, need: IdentityField) -> Result<(), Error> {
+    if need == IdentityField::Email && identity.email_verified == Some(false) {
+        return Err(Error::Rejected(Rejection::InvalidToken(
+            "the provider says the email is not verified (email_verified is false)".into(),
+        )));
+    }
     if identity.get(need).is_none() {
         let claim = match need {
             IdentityField::Username => fields.username.clone(),
@@ -77,6 +91,10 @@ pub fn identity(claims: &Map<String, Value>, fields: &Fields) -> Result<Identity
             .and_then(|n| claims.get(n))
             .and_then(Value::as_str)
             .map(str::to_string),
+        email_verified: claims
+            .get("email_verified")
+            .filter(|v| !v.is_null())
+            .map(|_| !super::hygiene::email_unverified(claims)),
     };
     Ok(identity)
 }
@@ -110,9 +128,12 @@ mod tests {
         assert_eq!(id.email.as_deref(), Some("alice@example.com"));
         assert_eq!(id.username.as_deref(), Some("alice"));
         assert_eq!(id.full_name.as_deref(), Some("Alice Example"));
-        assert!(id.matches("ALICE@example.com"));
-        assert!(id.matches("alice"));
-        assert!(!id.matches("bob"));
+        let case = IdentityCase::RequireLower;
+        assert!(id.matches("ALICE@example.com", case));
+        assert!(id.matches("alice", case));
+        assert!(!id.matches("bob", case));
+        assert!(!id.matches("ALICE@example.com", IdentityCase::Exact));
+        assert!(id.matches("alice@example.com", IdentityCase::Exact));
     }
 
     #[test]
@@ -121,6 +142,23 @@ mod tests {
         let err = map(c.as_object().unwrap(), &fields(), IdentityField::Email).unwrap_err();
         assert!(err.to_string().contains("`email`"), "{err}");
         assert!(map(c.as_object().unwrap(), &fields(), IdentityField::Username).is_ok());
+    }
+
+    #[test]
+    fn unverified_email_is_no_identity() {
+        for unverified in [json!(false), json!("false"), json!("FALSE")] {
+            let c = json!({"email": "bob@example.com", "email_verified": unverified, "preferred_username": "mallory"});
+            let c = c.as_object().unwrap();
+            let err = map(c, &fields(), IdentityField::Email).unwrap_err();
+            assert!(err.to_string().contains("not verified"), "{err}");
+            let id = map(c, &fields(), IdentityField::Username).unwrap();
+            assert!(!id.matches("bob@example.com", IdentityCase::RequireLower));
+            assert!(id.matches("mallory", IdentityCase::RequireLower));
+        }
+        for verified in [json!(true), json!("true"), json!(null)] {
+            let c = json!({"email": "bob@example.com", "email_verified": verified});
+            assert!(map(c.as_object().unwrap(), &fields(), IdentityField::Email).is_ok());
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! RFC 7662 token introspection: POST `token=…&token_type_hint=access_token`
 //! with the configured client authentication (Stalwart's `auth.method`).
 //! `active` must be true; an `exp` in the past or `nbf` in the future (beyond
-//! the directory's clock skew), another `iss` or `aud` than configured, or a
-//! missing required scope is a refused token. The provider refusing *our* credentials (401) is a
+//! the directory's clock skew), another `iss` or `aud` than configured, a
+//! missing required scope or a sender-constrained token (`cnf`) is a
+//! refused token. The provider refusing *our* credentials (401) is a
 //! configuration problem, hence a temporary failure, not a bad token.
 
 use super::{http, Error, Rejection};
@@ -63,6 +64,7 @@ pub fn check(claims: &Map<String, Value>, now: i64, expect: &Expect<'_>) -> Resu
     if claims.get("active").and_then(Value::as_bool) != Some(true) {
         return reject("introspection says the token is not active");
     }
+    super::hygiene::check_cnf(claims)?;
     if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
         if exp + leeway < now {
             return reject("token expired");
@@ -158,6 +160,19 @@ mod tests {
         assert!(check(&obj(json!({"active": true, "nbf": 1100})), 1041, None).is_ok());
         assert!(check(&obj(json!({"active": true, "nbf": 1100})), 1039, None).is_err());
         assert!(check(&obj(json!({"active": true, "nbf": 2000})), 1000, None).is_err());
+    }
+
+    #[test]
+    fn sender_constrained_refused() {
+        let c = obj(
+            json!({"active": true, "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+        );
+        let err = check(&c, 0, None).unwrap_err();
+        assert!(err.to_string().contains("sender-constrained"), "{err}");
+        let c = obj(
+            json!({"active": true, "cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}),
+        );
+        assert!(check(&c, 0, None).is_err());
     }
 
     #[test]

@@ -6,8 +6,12 @@
 //! be one of the directory's `algorithms`; `none` is not an algorithm here.
 //! The key must belong to the header's algorithm family and, when the JWK
 //! names an `alg`, to that algorithm: an HS256 token can never be checked
-//! against a published RSA key (algorithm confusion).
+//! against a published RSA key (algorithm confusion). Before any key is
+//! looked up, [`hygiene`](super::hygiene) checks that the header is an
+//! access token's (`typ`, no `crit`); after the signature, that the claims
+//! are not an ID token's nor sender-constrained.
 
+use super::hygiene::{self, Typ};
 use super::jwks::{Jwks, KeySet, Lookup};
 use super::{Error, Rejection};
 use crate::config::JwtSettings;
@@ -23,6 +27,7 @@ pub struct JwtValidator {
     secret: Option<DecodingKey>,
     jwks: Option<Arc<Jwks>>,
     required_scope: Option<String>,
+    allow_untyped: bool,
 }
 
 /// What the claims of a verified token are checked against.
@@ -49,6 +54,7 @@ impl JwtValidator {
                 .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
             jwks,
             required_scope: expect.required_scope.map(str::to_string),
+            allow_untyped: settings.allow_untyped,
         }
     }
 
@@ -58,6 +64,24 @@ impl JwtValidator {
 
     /// Verifies `token` and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Map<String, Value>, Error> {
+        let typ = self.typ(token)?;
+        let claims = self.verify_signed(token).await?;
+        hygiene::check_claims(&claims, typ)?;
+        Ok(claims)
+    }
+
+    /// The header checks: an access token's `typ`, no `crit`.
+    fn typ(&self, token: &str) -> Result<Typ, Error> {
+        let header = hygiene::raw_header(token)?;
+        let typ = hygiene::check_header(&header, self.allow_untyped);
+        let typ_refused = !header.contains_key("crit") && !header.contains_key("b64");
+        match typ {
+            Err(refusal) if typ_refused => Err(hygiene::explain(token, refusal)),
+            other => other,
+        }
+    }
+
+    async fn verify_signed(&self, token: &str) -> Result<Map<String, Value>, Error> {
         let header = header(token)?;
         let alg = self.allowed(header.alg)?;
         if alg.family() == AlgorithmFamily::Hmac {
@@ -105,8 +129,15 @@ impl JwtValidator {
         }
     }
 
-    /// Verifies a token without a key set (HS only), for tests and tools.
+    /// Verifies a token against a given key set (no I/O), for tests and tools.
     pub fn verify_static(&self, token: &str, set: &KeySet) -> Result<Map<String, Value>, Error> {
+        let typ = self.typ(token)?;
+        let claims = self.verify_static_signed(token, set)?;
+        hygiene::check_claims(&claims, typ)?;
+        Ok(claims)
+    }
+
+    fn verify_static_signed(&self, token: &str, set: &KeySet) -> Result<Map<String, Value>, Error> {
         let header = header(token)?;
         let alg = self.allowed(header.alg)?;
         if alg.family() == AlgorithmFamily::Hmac {

@@ -138,6 +138,7 @@ fn claims() -> Map<String, Value> {
 
 fn sign(alg: Algorithm, kid: Option<String>, claims: &Map<String, Value>) -> String {
     let mut header = Header::new(alg);
+    header.typ = Some("at+jwt".into());
     header.kid = kid;
     jsonwebtoken::encode(&header, claims, &signing_key(alg)).expect("sign")
 }
@@ -151,6 +152,7 @@ fn validator(algorithms: &[Algorithm], scope: Option<&str>) -> JwtValidator {
         jwks_url: None,
         algorithms: algorithms.to_vec(),
         secret: Some(Secret::new(SECRET)),
+        allow_untyped: false,
     };
     let expect = Expect {
         issuer: Some(ISS),
@@ -322,6 +324,7 @@ fn key_confusion_refused() {
     let set = key_set();
     let header = {
         let mut h = Header::new(Algorithm::HS256);
+        h.typ = Some("at+jwt".into());
         h.kid = Some(kid(Algorithm::RS256));
         h
     };

@@ -13,11 +13,16 @@
 //! - [`discovery`]: endpoints and keys from the issuer's discovery document.
 //! - [`cache`]: the bounded token-result cache; [`stats`]: its counters.
 //! - [`claims`]: mapping claims to an identity through `fields.*`.
+//! - [`hygiene`]: is it an access token meant for us (`typ`, ID tokens,
+//!   `crit`, `cnf`, `email_verified`, UserInfo scopes).
 
 pub mod cache;
 pub mod claims;
 pub mod discovery;
 mod http;
+pub mod hygiene;
+#[cfg(test)]
+mod hygiene_tests;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
@@ -256,7 +261,15 @@ impl Validator {
                 let url = self
                     .endpoint(url.as_deref(), |d| &d.userinfo_endpoint)
                     .await?;
-                self.timed(userinfo::fetch(&self.http, &url, token)).await?
+                let claims = self.timed(userinfo::fetch(&self.http, &url, token)).await?;
+                if let Some(scope) = self.directory.required_scope.as_deref() {
+                    if !hygiene::userinfo_has_scope(&claims, scope) {
+                        return Err(Error::Rejected(Rejection::InsufficientScope(
+                            scope.to_string(),
+                        )));
+                    }
+                }
+                claims
             }
             Method::Introspect { url, auth } => {
                 let url = self
@@ -421,16 +434,19 @@ mod tests {
 
     fn jwt_block(name: &str, issuer: &str) -> String {
         format!(
-            "[directory.{name}]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\nissuer = \"{issuer}\"\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\nfields.username = \"username\"\n"
+            "[directory.{name}]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\nissuer = \"{issuer}\"\naudience = \"urn:mail\"\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\nfields.username = \"username\"\n"
         )
     }
 
     fn token(iss: &str) -> Secret {
-        let claims =
-            serde_json::json!({"iss": iss, "exp": cache::unix_now() + 60, "username": "alice"});
+        let claims = serde_json::json!({"iss": iss, "aud": "urn:mail", "exp": cache::unix_now() + 60, "username": "alice"});
+        let header = jsonwebtoken::Header {
+            typ: Some("at+jwt".into()),
+            ..Default::default()
+        };
         Secret::new(
             jsonwebtoken::encode(
-                &jsonwebtoken::Header::default(),
+                &header,
                 &claims,
                 &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
             )
@@ -466,7 +482,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_directory_makes_a_temporary_failure_not_a_refusal() {
         let blocks = format!(
-            "{}[directory.down]\ntype = \"oidc\"\ntimeout = \"2s\"\nendpoint.url = \"http://127.0.0.1:1/userinfo\"\n",
+            "{}[directory.down]\ntype = \"oidc\"\ntimeout = \"2s\"\nendpoint.url = \"http://127.0.0.1:1/userinfo\"\nrequired-scope = \"email\"\n",
             jwt_block("a", "https://a.example")
         );
         let dirs = directories(&blocks, &["a", "down"]);

@@ -207,3 +207,13 @@ async fn with_literals(client: &mut Client, first: Vec<u8>, max: usize) -> io::R
     }
     Ok(Assembled::Command(full))
 }
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod limits_tests;
+#[cfg(test)]
+#[path = "password_tests.rs"]
+mod password_tests;
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

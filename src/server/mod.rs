@@ -219,6 +219,9 @@ impl Server {
                         "`server.metrics`, `server.log-format` and `server.workers` changes take effect at the next restart"
                     );
                 }
+                for warning in config.warnings() {
+                    tracing::warn!("{warning}");
+                }
                 metrics.reloads.get_or_create(&result_label("ok")).inc();
                 tracing::info!(config = %path.display(), listeners = self.bound.len(), "configuration reloaded");
             }

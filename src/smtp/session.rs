@@ -161,3 +161,13 @@ async fn auth(
         },
     )
 }
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod limits_tests;
+#[cfg(test)]
+#[path = "password_tests.rs"]
+mod password_tests;
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

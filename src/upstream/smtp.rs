@@ -518,6 +518,7 @@ mod tests {
             tls_name: "localhost".into(),
             login: UpstreamLogin::Xclient,
             identity: IdentityField::Email,
+            identity_case: Default::default(),
             connect_timeout: Duration::from_secs(5),
             proxy_protocol_v2: false,
         })

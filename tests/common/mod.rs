@@ -158,9 +158,37 @@ pub fn mint_token(peers: &Peers, sub: &str, scope: &str, ttl: u64) -> String {
 }
 
 pub fn mint_token_format(peers: &Peers, sub: &str, scope: &str, ttl: u64, format: &str) -> String {
+    mint_token_with(
+        peers,
+        serde_json::json!({"sub": sub, "scope": scope, "ttl": ttl, "format": format}),
+    )
+}
+
+/// Mints an access token with any `POST /token` parameters (`client`,
+/// `resource`, `jkt`, ...; see provider.mjs).
+pub fn mint_token_with(peers: &Peers, body: Value) -> String {
+    let v = admin_post(peers, "/token", &body);
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {v}"))
+        .to_string()
+}
+
+/// An OpenID ID token issued by the provider to `mail-client` (no `typ`
+/// header), with `nonce` and `at_hash` when given.
+pub fn mint_id_token(peers: &Peers, sub: &str, nonce: Option<&str>, at: Option<&str>) -> String {
+    let body = serde_json::json!({"sub": sub, "nonce": nonce, "access_token": at});
+    let v = admin_post(peers, "/id-token", &body);
+    v["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id_token in {v}"))
+        .to_string()
+}
+
+/// A JSON `POST` to the provider's admin API (curl bounds the time).
+pub fn admin_post(peers: &Peers, path: &str, body: &Value) -> Value {
     let admin = peers.str(&["oidc", "admin"]);
-    let body =
-        serde_json::json!({"sub": sub, "scope": scope, "ttl": ttl, "format": format}).to_string();
+    let body = body.to_string();
     let out = run(Command::new("curl")
         .args([
             "-sS",
@@ -173,17 +201,13 @@ pub fn mint_token_format(peers: &Peers, sub: &str, scope: &str, ttl: u64, format
             "-d",
         ])
         .arg(&body)
-        .arg(format!("{admin}/token")));
+        .arg(format!("{admin}{path}")));
     assert!(
         out.status.success(),
-        "minting a token failed: {}",
+        "admin {path} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("token JSON");
-    v["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_string()
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("admin {path}: {out:?}"))
 }
 
 /// Provider request counters (`GET /stats` on the admin port).
@@ -222,10 +246,11 @@ pub fn free_port() -> u16 {
     panic!("no new free port in 100 tries");
 }
 
-/// Directory blocks for the proxy's configuration.
+/// Directory blocks for the proxy's configuration. The tests' tokens carry
+/// "openid email profile"; UserInfo shows `email` for the email scope.
 pub fn userinfo_directory(peers: &Peers) -> String {
     format!(
-        "type = \"oidc\"\ntimeout = \"5s\"\nendpoint.url = \"{}\"\nendpoint.method = \"userinfo\"\nfields.email = \"email\"\nfields.username = \"preferred_username\"\nfields.full-name = \"name\"\n",
+        "type = \"oidc\"\ntimeout = \"5s\"\nendpoint.url = \"{}\"\nendpoint.method = \"userinfo\"\nrequired-scope = \"email\"\nfields.email = \"email\"\nfields.username = \"preferred_username\"\nfields.full-name = \"name\"\n",
         peers.str(&["oidc", "userinfo"])
     )
 }
@@ -259,6 +284,8 @@ pub struct ProxyOptions {
     pub imap_identity: &'static str,
     /// Raw TOML added to `[server.tls]` (e.g. `session-tickets = 0`).
     pub tls_extra: String,
+    /// Raw TOML added to both upstream blocks (e.g. `identity-case = "lower"`).
+    pub upstream_extra: String,
 }
 
 impl ProxyOptions {
@@ -283,6 +310,7 @@ impl ProxyOptions {
             listener_extra: String::new(),
             imap_identity: "email",
             tls_extra: String::new(),
+            upstream_extra: String::new(),
         }
     }
 }
@@ -335,11 +363,12 @@ impl Proxy {
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{}", peers.port(&["dovecot", "imap_port"])));
         c.push_str(&format!(
-            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n\n",
+            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n{}\n",
             peers.str(&["dovecot", "master_user"]),
             peers.str(&["dovecot", "master_secret_file"]),
             opts.imap_identity,
             opts.connect_timeout,
+            opts.upstream_extra,
         ));
         c.push_str(&format!(
             "[upstream.dovecot-sieve]\nprotocol = \"managesieve\"\naddress = \"127.0.0.1:{}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"email\"\nconnect-timeout = \"{}\"\n\n",
@@ -350,8 +379,8 @@ impl Proxy {
         ));
         let smtp_port = peers.info["postfix"]["smtp_port"].as_u64().unwrap_or(1);
         c.push_str(&format!(
-            "[upstream.postfix]\naddress = \"127.0.0.1:{smtp_port}\"\ntls = \"none\"\nlogin.method = \"xclient\"\nidentity = \"email\"\nconnect-timeout = \"{}\"\n\n",
-            opts.connect_timeout
+            "[upstream.postfix]\naddress = \"127.0.0.1:{smtp_port}\"\ntls = \"none\"\nlogin.method = \"xclient\"\nidentity = \"email\"\nconnect-timeout = \"{}\"\n{}\n",
+            opts.connect_timeout, opts.upstream_extra
         ));
         c.push_str("[directory.test]\n");
         c.push_str(&opts.directory);

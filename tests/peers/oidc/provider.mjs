@@ -10,6 +10,12 @@
 //     POST /token        {"sub":"alice","scope":"openid email profile","ttl":300,
 //                         "format":"opaque"|"jwt","client":"mail-client","resource":"urn:mail"}
 //                        -> {"access_token":"...","expires_in":300,"token_type":"Bearer",...}
+//                         optional "jkt": a DPoP key thumbprint (the token is then
+//                         sender-constrained: `cnf` in JWTs and introspection)
+//     POST /id-token     {"sub":"alice","client":"mail-client","nonce":"n"|null,
+//                         "access_token":"..."|null} -> {"id_token":"..."}: an OpenID
+//                         ID token issued by the provider's own IdToken class
+//                         (no `typ` header; `nonce` and `at_hash` when given)
 //     GET  /stats        -> per-endpoint counts of requests the provider received
 //     POST /stats/reset  -> zero the counts
 //     POST /revoke       {"token":"..."} -> {"revoked":true|false} (opaque tokens)
@@ -53,12 +59,25 @@ const STATIC_INTROSPECTION_TOKEN = 'introspect-static-token';
 // The resource (RFC 8707) for which JWT access tokens are issued.
 const MAIL_RESOURCE = 'urn:mail';
 const MAIL_RESOURCE_SCOPE = 'openid email profile';
+// Another resource server's audience (the `other-app` API).
+const OTHER_RESOURCE = 'urn:other';
 
 const ACCOUNTS = {
   alice: { email: 'alice@example.com', preferred_username: 'alice', name: 'Alice Example' },
   bob: { email: 'bob@example.com', preferred_username: 'bob', name: 'Bob Example' },
   noemail: { preferred_username: 'noemail', name: 'No Email' },
+  // Typed someone else's address into their profile, never verified it.
+  mallory: {
+    email: 'bob@example.com', email_verified: false, preferred_username: 'mallory', name: 'Mallory',
+  },
+  // An account whose `sub` is a mailbox (a provider that keys users by email).
+  'carol@example.com': { email: 'carol@example.com', preferred_username: 'carol', name: 'Carol' },
+  // Another account whose address differs from carol's only by case.
+  'carol-mixed': { email: 'Carol@Example.com', preferred_username: 'Carol', name: 'Carol Mixed' },
 };
+
+// Whether an account's email is verified (true unless the fixture says otherwise).
+const emailVerified = (account) => account.email_verified !== false;
 
 // Internal client the introspection middleware authenticates as; its secret is
 // random and never leaves this process.
@@ -87,6 +106,15 @@ const CLIENTS = [
     grant_types: [],
     response_types: [],
     redirect_uris: [],
+  },
+  // Another application of the same organisation (not mail): its tokens
+  // must never open a mailbox.
+  {
+    client_id: 'other-app',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/other-callback'],
   },
   // A public mail client (the MUA); tokens minted by the admin API belong to it
   // unless the request names another client.
@@ -241,7 +269,7 @@ function buildProvider(keys) {
           const claims = { sub };
           if (account.email) {
             claims.email = account.email;
-            claims.email_verified = true;
+            claims.email_verified = emailVerified(account);
           }
           claims.preferred_username = account.preferred_username;
           claims.name = account.name;
@@ -269,8 +297,8 @@ function buildProvider(keys) {
         defaultResource: () => undefined,
         useGrantedResource: () => false,
         getResourceServerInfo(ctx, resourceIndicator) {
-          if (resourceIndicator === MAIL_RESOURCE) {
-            return mailResourceServerInfo();
+          if (resourceIndicator === MAIL_RESOURCE || resourceIndicator === OTHER_RESOURCE) {
+            return resourceServerInfo(resourceIndicator);
           }
           throw new Provider.errors.InvalidTarget();
         },
@@ -286,7 +314,10 @@ function buildProvider(keys) {
       if (!account) return undefined;
       const scopes = new Set((token.scope ?? '').split(' '));
       const extra = { username: account.preferred_username };
-      if (scopes.has('email') && account.email) extra.email = account.email;
+      if (scopes.has('email') && account.email) {
+        extra.email = account.email;
+        extra.email_verified = emailVerified(account);
+      }
       return extra;
     },
 
@@ -364,10 +395,10 @@ function buildProvider(keys) {
   return provider;
 }
 
-function mailResourceServerInfo() {
+function resourceServerInfo(resource = MAIL_RESOURCE) {
   return {
     scope: MAIL_RESOURCE_SCOPE,
-    audience: MAIL_RESOURCE,
+    audience: resource,
     accessTokenFormat: 'jwt',
     accessTokenTTL: 3600,
     jwt: { sign: { alg: 'RS256' } },
@@ -385,7 +416,7 @@ let providerHandler = provider.callback();
 // endpoint would do after a successful authorization code exchange).
 async function mintToken({
   sub, scope = 'openid email profile', ttl = 300, format = 'opaque', client: clientId,
-  resource = MAIL_RESOURCE,
+  resource = MAIL_RESOURCE, jkt,
 }) {
   if (typeof sub !== 'string' || !sub) throw new Error('"sub" (string) is required');
   if (!Number.isInteger(ttl) || ttl < 1) throw new Error('"ttl" must be an integer >= 1');
@@ -406,8 +437,9 @@ async function mintToken({
     scope,
     expiresIn: ttl,
     gty: 'authorization_code',
+    ...(typeof jkt === 'string' ? { jkt } : {}),
     ...(format === 'jwt'
-      ? { resourceServer: new provider.ResourceServer(resource, mailResourceServerInfo()) }
+      ? { resourceServer: new provider.ResourceServer(resource, resourceServerInfo(resource)) }
       : {}),
   });
   const value = await token.save();
@@ -421,6 +453,30 @@ async function mintToken({
     client_id: client.clientId,
     ...(format === 'jwt' ? { aud: resource, kid: signingKeys[0].kid } : {}),
   };
+}
+
+// Issues an OpenID ID token the way the token endpoint does (the provider's
+// IdToken class, `use: 'idtoken'`): audience = the client, no `typ` header,
+// `nonce` and `at_hash` when asked for.
+async function mintIdToken({
+  sub, client: clientId = DEFAULT_TOKEN_CLIENT, nonce, access_token: accessToken,
+}) {
+  const account = ACCOUNTS[sub];
+  if (!account) throw new Error(`unknown account ${sub}`);
+  const client = await provider.Client.find(clientId);
+  if (!client) throw new Error(`unknown client ${clientId}`);
+  const claims = {
+    sub,
+    email: account.email,
+    email_verified: emailVerified(account),
+    preferred_username: account.preferred_username,
+    name: account.name,
+  };
+  const token = new provider.IdToken(claims, { client });
+  token.scope = 'openid email profile';
+  if (typeof nonce === 'string') token.set('nonce', nonce);
+  if (typeof accessToken === 'string') token.set('at_hash', accessToken);
+  return { id_token: await token.issue({ use: 'idtoken' }), client_id: client.clientId };
 }
 
 // ---------------------------------------------------------------- admin API
@@ -442,6 +498,9 @@ async function admin(req, res) {
   try {
     if (req.method === 'POST' && pathname === '/token') {
       return reply(res, 200, await mintToken(await readJson(req)));
+    }
+    if (req.method === 'POST' && pathname === '/id-token') {
+      return reply(res, 200, await mintIdToken(await readJson(req)));
     }
     if (req.method === 'POST' && pathname === '/revoke') {
       // Revoke (delete) an opaque access token, as if the user logged out.
