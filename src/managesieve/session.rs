@@ -165,3 +165,7 @@ async fn start_tls(mut client: Client, svc: &Service) -> io::Result<Next> {
     client.send(caps.as_bytes()).await?;
     Ok(Next::Continue(client))
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod session_tests;

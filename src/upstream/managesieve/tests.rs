@@ -22,6 +22,7 @@ fn target(address: String) -> Arc<Target> {
     Target::new(Upstream {
         name: format!("fake-{address}"),
         protocol: None,
+        identity_case: Default::default(),
         address,
         tls: TlsMode::None,
         tls_ca: None,
