@@ -145,22 +145,8 @@ fn token_logins_with_both_mechanisms_quoted_and_literal() {
     assert!(!log.contains(&peers.str(&["dovecot", "master_secret"])));
 }
 
-#[test]
-fn a_script_uploaded_through_the_proxy_files_mail_delivered_by_postfix() {
-    let peers = peers_read();
-    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
-    let token = mint_token(&peers, "alice", SCOPE, 300);
-    let subject = unique("filed");
-    let script = format!(
-        "require [\"fileinto\", \"mailbox\"];\r\nif header :contains \"subject\" \"{subject}\" {{\r\n  fileinto :create \"Sieved\";\r\n}}\r\n"
-    );
-    let (mut c, _) = sieve_tls(&peers, &proxy);
-    login(
-        &mut c,
-        "OAUTHBEARER",
-        &oauthbearer(Some(ALICE), &token),
-        true,
-    );
+/// Uploads `script` as "e2e" and makes it the active one.
+fn upload_and_activate(c: &mut Raw, script: &str) {
     c.send(&format!(
         "PUTSCRIPT \"e2e\" {{{}+}}\r\n{script}\r\n",
         script.len()
@@ -171,16 +157,13 @@ fn a_script_uploaded_through_the_proxy_files_mail_delivered_by_postfix() {
     c.send("LISTSCRIPTS\r\n");
     let listed = c.until("OK");
     assert!(listed.contains(&"\"e2e\" ACTIVE".to_string()), "{listed:?}");
-    c.send("LOGOUT\r\n");
+}
 
-    // Alice writes to herself through the proxy's submission side:
-    // Postfix -> LMTP -> Dovecot runs her active script.
+/// Alice writes to herself through the proxy's submission side.
+fn send_to_alice(peers: &Peers, proxy: &Proxy, token: &str, subject: &str) {
     let message = proxy.dir.path().join("message.eml");
-    std::fs::write(
-        &message,
-        format!("From: {ALICE}\r\nTo: {ALICE}\r\nSubject: {subject}\r\n\r\nFile me.\r\n"),
-    )
-    .expect("write message");
+    let text = format!("From: {ALICE}\r\nTo: {ALICE}\r\nSubject: {subject}\r\n\r\nFile me.\r\n");
+    std::fs::write(&message, text).expect("write message");
     let sent = run(Command::new("curl")
         .args(["-sS", "--max-time", "30", "--cacert", &peers.ca()])
         .arg(format!(
@@ -188,7 +171,7 @@ fn a_script_uploaded_through_the_proxy_files_mail_delivered_by_postfix() {
             proxy.port("submissions")
         ))
         .args(["--mail-from", ALICE, "--mail-rcpt", ALICE])
-        .args(["--oauth2-bearer", &token, "-u", &format!("{ALICE}:")])
+        .args(["--oauth2-bearer", token, "-u", &format!("{ALICE}:")])
         .arg("--upload-file")
         .arg(&message));
     assert!(
@@ -196,26 +179,54 @@ fn a_script_uploaded_through_the_proxy_files_mail_delivered_by_postfix() {
         "{}",
         String::from_utf8_lossy(&sent.stderr)
     );
+}
 
-    // Read back through the proxy's IMAP side: in "Sieved", not in INBOX.
-    let search = |mailbox: &str| {
-        let out = run(Command::new("curl")
-            .args(["-sS", "--max-time", "30", "--cacert", &peers.ca()])
-            .args(["--oauth2-bearer", &token, "-u", &format!("{ALICE}:")])
-            .arg(format!(
-                "imaps://127.0.0.1:{}/{mailbox}",
-                proxy.port("imaps")
-            ))
-            .args(["-X", &format!("SEARCH SUBJECT \"{subject}\"")]));
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        out.status.success().then_some(text)
-    };
+/// `SEARCH SUBJECT` in alice's `mailbox` through the proxy's IMAP side;
+/// `None` while the mailbox cannot be selected.
+fn search(
+    peers: &Peers,
+    proxy: &Proxy,
+    token: &str,
+    mailbox: &str,
+    subject: &str,
+) -> Option<String> {
+    let out = run(Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--cacert", &peers.ca()])
+        .args(["--oauth2-bearer", token, "-u", &format!("{ALICE}:")])
+        .arg(format!(
+            "imaps://127.0.0.1:{}/{mailbox}",
+            proxy.port("imaps")
+        ))
+        .args(["-X", &format!("SEARCH SUBJECT \"{subject}\"")]));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    out.status.success().then_some(text)
+}
+
+#[test]
+fn a_script_uploaded_through_the_proxy_files_mail_delivered_by_postfix() {
+    let peers = peers_read();
+    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    let token = mint_token(&peers, "alice", SCOPE, 300);
+    let subject = unique("filed");
+    let (mut c, _) = sieve_tls(&peers, &proxy);
+    login(
+        &mut c,
+        "OAUTHBEARER",
+        &oauthbearer(Some(ALICE), &token),
+        true,
+    );
+    upload_and_activate(
+        &mut c,
+        &format!(
+            "require [\"fileinto\", \"mailbox\"];\r\nif header :contains \"subject\" \"{subject}\" {{\r\n  fileinto :create \"Sieved\";\r\n}}\r\n"
+        ),
+    );
+    c.send("LOGOUT\r\n");
+    // Postfix -> LMTP -> Dovecot runs alice's active script: the message
+    // is in "Sieved", read back through the proxy's IMAP side, not in INBOX.
+    send_to_alice(&peers, &proxy, &token, &subject);
     let deadline = Instant::now() + DELIVERY_TIMEOUT;
-    loop {
-        let found = search("Sieved").is_some_and(|t| t.trim() != "* SEARCH");
-        if found {
-            break;
-        }
+    while search(&peers, &proxy, &token, "Sieved", &subject).is_none_or(|t| t == "* SEARCH") {
         assert!(
             Instant::now() < deadline,
             "{subject} was never filed into Sieved\n{}",
@@ -223,7 +234,8 @@ fn a_script_uploaded_through_the_proxy_files_mail_delivered_by_postfix() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(search("INBOX").as_deref().map(str::trim), Some("* SEARCH"));
+    let inbox = search(&peers, &proxy, &token, "INBOX", &subject);
+    assert_eq!(inbox.as_deref(), Some("* SEARCH"));
 }
 
 #[test]

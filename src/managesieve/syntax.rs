@@ -269,9 +269,8 @@ mod tests {
         })
     }
 
-    #[test]
-    fn responses() {
-        let table: &[(&[u8], Option<Response>)] = &[
+    fn response_table() -> Vec<(&'static [u8], Option<Response>)> {
+        vec![
             (b"OK", response(Status::Ok, None, None)),
             (
                 b"ok \"Logged in.\"",
@@ -322,10 +321,14 @@ mod tests {
             (b"NO ()", None),
             (b"NO {5}\r\nabc", None),
             (b"", None),
-        ];
-        for (line, expected) in table {
+        ]
+    }
+
+    #[test]
+    fn responses() {
+        for (line, expected) in response_table() {
             assert_eq!(
-                &parse_response(line),
+                parse_response(line),
                 expected,
                 "{}",
                 String::from_utf8_lossy(line)
