@@ -172,13 +172,17 @@ impl Session {
         client: Option<ClientInfo>,
         plain: &Secret,
     ) -> Result<Reply, Error> {
-        let mut out = Vec::with_capacity(plain.expose().len() + 96);
+        // Room for XCLIENT and the literal form: `out` never reallocates
+        // (a reallocation would leave an unwiped copy behind).
+        let mut out = Vec::with_capacity(plain.expose().len() + 160);
         if let Some(client) = client {
             out.extend_from_slice(xclient_command(client).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"AUTHENTICATE \"PLAIN\" ");
-        out.extend_from_slice(&syntax::client_string(plain.expose().as_bytes()));
+        // Each copy of the credentials is wiped: this one and `out`.
+        let credentials = zeroize::Zeroizing::new(syntax::client_string(plain.expose().as_bytes()));
+        out.extend_from_slice(&credentials);
         out.extend_from_slice(b"\r\n");
         let sent = self.send(&out).await;
         // The command carries the master secret or the client's password.
