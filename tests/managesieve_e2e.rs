@@ -267,3 +267,36 @@ fn a_proxy_protocol_v2_upstream_gets_the_header_then_xclient() {
     assert!(c.until("OK").last().unwrap().starts_with("OK"));
     wait_login_logged(&peers, "rip=127.0.0.12");
 }
+
+/// A TLS handshake offering `alpn`: the protocol the server chose, or the
+/// handshake's error.
+fn tls_with_alpn(peers: &Peers, port: u16, alpn: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let mut config = (*tls_config(&peers.ca())).clone();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut first = [0u8; 1];
+    std::io::Read::read(&mut tls, &mut first).map_err(|e| e.to_string())?;
+    Ok(tls.conn.alpn_protocol().map(<[u8]>::to_vec))
+}
+
+#[test]
+fn alpn_managesieve_is_offered_and_other_protocols_are_refused() {
+    let peers = peers_read();
+    let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
+    let port = proxy.port("sieve-tls");
+    assert_eq!(
+        tls_with_alpn(&peers, port, b"managesieve"),
+        Ok(Some(b"managesieve".to_vec()))
+    );
+    let imap = tls_with_alpn(&peers, port, b"imap");
+    assert!(
+        imap.as_ref()
+            .is_err_and(|e| e.contains("NoApplicationProtocol")),
+        "{imap:?}"
+    );
+}
