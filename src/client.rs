@@ -51,6 +51,11 @@ impl Client {
         }
     }
 
+    /// Whether the pre-auth deadline has passed.
+    pub fn deadline_passed(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
     pub fn is_tls(&self) -> bool {
         self.stream.is_tls()
     }

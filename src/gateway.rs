@@ -7,7 +7,7 @@ use crate::config::{self, Limits};
 use crate::idp::{self, Directories, Rejection};
 use crate::sasl::{self, challenge, Mechanism};
 use crate::secret::Secret;
-use crate::upstream::{self, ClientInfo, LoggedIn, LoginContext, Target};
+use crate::upstream::{self, ClientInfo, LoggedIn, LoginContext, Refusal, Target};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
@@ -242,19 +242,21 @@ impl Service {
         let strategy = upstream::strategy(self.listener.protocol);
         let login = strategy.token_login(&self.upstream, ctx, &user);
         let logged_in = upstream::bounded(&self.upstream, login).await;
+        let name = &self.upstream.config.name;
         match logged_in {
             Ok(upstream) => Ok(Success { user, upstream }),
-            Err(upstream::Error::Refused {
-                reply,
-                authorization: true,
-            }) => Err(Failure::UpstreamRefused(format!(
-                "upstream {} refused {user}: {reply}",
-                self.upstream.config.name
-            ))),
-            Err(e) => Err(Failure::UpstreamUnavailable(format!(
-                "upstream {}: {e}",
-                self.upstream.config.name
-            ))),
+            Err(upstream::Error::Refused { reply, by }) => Err(match by {
+                Refusal::User => {
+                    Failure::UpstreamRefused(format!("upstream {name} refused {user}: {reply}"))
+                }
+                Refusal::Proxy => Failure::UpstreamUnavailable(format!(
+                    "upstream {name} refused the proxy's own credentials; check upstream.{name}.login.* and the upstream's trust in the proxy: {reply}"
+                )),
+                Refusal::Upstream => Failure::UpstreamUnavailable(format!(
+                    "upstream {name} refused the login for its own reasons: {reply}"
+                )),
+            }),
+            Err(e) => Err(Failure::UpstreamUnavailable(format!("upstream {name}: {e}"))),
         }
     }
 

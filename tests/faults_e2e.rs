@@ -514,12 +514,12 @@ fn upstream_slow_to_greet_is_a_temporary_failure_within_the_connect_timeout() {
 }
 
 #[test]
-fn upstream_refusing_the_master_login_is_authorizationfailed() {
+fn upstream_refusing_the_master_login_for_the_user_is_an_authentication_failure() {
     let peers = peers_read();
     let proxy = upstream_proxy(&peers, fake_imap(Upstream::RefuseMaster));
     let lines = attempt(&proxy, &peers);
     assert!(
-        last(&lines).starts_with("a NO [AUTHORIZATIONFAILED]"),
+        last(&lines).starts_with("a NO [AUTHENTICATIONFAILED] The mail server does not accept"),
         "{lines:?}"
     );
     proxy.wait_log("Master user is not allowed");

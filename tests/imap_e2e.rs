@@ -883,7 +883,7 @@ fn no_token_password_or_secret_in_the_log_at_trace_level() {
 }
 
 #[test]
-fn upstream_refusing_the_resolved_user_is_authorizationfailed() {
+fn upstream_refusing_the_resolved_user_is_an_authentication_failure() {
     let peers = peers_read();
     let mut opts = ProxyOptions::new(&peers);
     // "noemail" is a provider account with no Dovecot mailbox (and no
@@ -899,7 +899,9 @@ fn upstream_refusing_the_resolved_user_is_authorizationfailed() {
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
         oauthbearer(None, &token)
     ));
-    assert!(c.expect_line().starts_with("a NO [AUTHORIZATIONFAILED]"));
+    assert!(c
+        .expect_line()
+        .starts_with("a NO [AUTHENTICATIONFAILED] The mail server does not accept"));
     // The session stays usable for another try.
     c.send("b NOOP\r\n");
     assert!(c.expect_line().starts_with("b OK"));

@@ -81,6 +81,41 @@ pub async fn json_object(
     }
 }
 
+/// The claims of a 200 answer from the endpoint `what`; any other answer
+/// is what [`super::answer::meaning`] says for `credential`, with the
+/// RFC 6750 error code from `WWW-Authenticate` or else the JSON body's `error`.
+pub async fn claims(
+    response: reqwest::Response,
+    credential: super::answer::Credential,
+    what: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    let status = response.status().as_u16();
+    if status == 200 {
+        return json_object(response).await;
+    }
+    let challenged = response
+        .headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(super::answer::challenge_error);
+    let error = match challenged {
+        Some(e) => Some(e),
+        // An error body is read like an answer: bounded in size and time.
+        None => json_object(response).await.ok().and_then(|body| {
+            body.get("error")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        }),
+    };
+    Err(super::answer::meaning(
+        credential,
+        what,
+        status,
+        error.as_deref(),
+    ))
+}
+
 /// GETs a JSON document (discovery, JWKS), counting the request. Returns
 /// the object and the response's `Cache-Control: max-age`, if any.
 pub async fn get_json(

@@ -3,9 +3,13 @@
 //! `active` must be true; an `exp` in the past or `nbf` in the future (beyond
 //! the directory's clock skew), another `iss` or `aud` than configured, a
 //! missing required scope or a sender-constrained token (`cnf`) is a
-//! refused token. The provider refusing *our* credentials (401) is a
-//! configuration problem, hence a temporary failure, not a bad token.
+//! refused token. What an answer other than 200 means depends on whose
+//! credential the endpoint judged: the user's token with `user-token`, the
+//! proxy's own otherwise (see [`super::answer`]); the provider refusing
+//! *our* credentials is a configuration problem, hence a temporary
+//! failure, not a bad token.
 
+use super::answer::Credential;
 use super::{http, Error, Rejection};
 use crate::config::IntrospectAuth;
 use crate::secret::Secret;
@@ -26,6 +30,9 @@ pub async fn fetch(
     auth: &IntrospectAuth,
     token: &Secret,
 ) -> Result<Map<String, Value>, Error> {
+    if credential(auth) == Credential::Token {
+        super::userinfo::sendable(token)?;
+    }
     let mut form = vec![
         ("token", token.expose()),
         ("token_type_hint", "access_token"),
@@ -48,13 +55,18 @@ pub async fn fetch(
         IntrospectAuth::UserToken => request.bearer_auth(token.expose()),
     };
     let response = http::send(request).await?;
-    let status = response.status();
-    if status.as_u16() != 200 {
-        return Err(Error::Unavailable(format!(
-            "introspection answered {status} (check the directory's auth.* settings)"
-        )));
+    http::claims(response, credential(auth), "introspection").await
+}
+
+/// Whose credential the introspection endpoint judges with `auth`.
+pub fn credential(auth: &IntrospectAuth) -> Credential {
+    match auth {
+        IntrospectAuth::UserToken => Credential::Token,
+        IntrospectAuth::None
+        | IntrospectAuth::Basic { .. }
+        | IntrospectAuth::Token { .. }
+        | IntrospectAuth::ClientSecretPost { .. } => Credential::Proxy,
     }
-    http::json_object(response).await
 }
 
 /// The RFC 7662 checks on an introspection answer.

@@ -9,6 +9,7 @@
 //!
 //! - [`userinfo`]: OIDC UserInfo (GET with `Authorization: Bearer`).
 //! - [`introspect`]: RFC 7662 token introspection.
+//! - [`answer`]: what a provider's refusal means, by whose credential it judged.
 //! - [`jwt`], [`jwks`]: local validation of JWT access tokens.
 //! - [`discovery`]: endpoints and keys from the issuer's discovery document.
 //! - [`cache`]: the bounded token-result cache; [`stats`]: its counters.
@@ -16,6 +17,7 @@
 //! - [`hygiene`]: is it an access token meant for us (`typ`, ID tokens,
 //!   `crit`, `cnf`, `email_verified`, UserInfo scopes).
 
+pub mod answer;
 pub mod cache;
 pub mod claims;
 pub mod discovery;

@@ -1,6 +1,8 @@
 //! OIDC UserInfo (OpenID Connect Core §5.3): GET with the token as bearer.
-//! 200 with a JSON object gives the claims; 401/403 mean the token is bad.
+//! 200 with a JSON object gives the claims; the token is the credential,
+//! so what any other answer means is [`answer::judged_by_token`].
 
+use super::answer::Credential;
 use super::{http, Error, Rejection};
 use crate::secret::Secret;
 use serde_json::{Map, Value};
@@ -10,6 +12,7 @@ pub async fn fetch(
     url: &str,
     token: &Secret,
 ) -> Result<Map<String, Value>, Error> {
+    sendable(token)?;
     let response = http::send(
         client
             .get(url)
@@ -17,13 +20,19 @@ pub async fn fetch(
             .header("accept", "application/json"),
     )
     .await?;
-    let status = response.status();
-    match status.as_u16() {
-        200 => http::json_object(response).await,
-        // 413 and 431: the token is too large to be one the provider issued.
-        400 | 401 | 403 | 413 | 431 => Err(Error::Rejected(Rejection::InvalidToken(format!(
-            "userinfo answered {status}"
-        )))),
-        _ => Err(Error::Unavailable(format!("userinfo answered {status}"))),
+    http::claims(response, Credential::Token, "userinfo").await
+}
+
+/// A token that cannot travel in an `Authorization` header (a password
+/// taken as a token may hold anything) is not one the provider issued:
+/// refused here, rather than failing to build the request, which would
+/// look like an unreachable provider.
+pub fn sendable(token: &Secret) -> Result<(), Error> {
+    let printable = token.expose().bytes().all(|b| (0x21..0x7f).contains(&b));
+    if printable && !token.expose().is_empty() {
+        return Ok(());
     }
+    Err(Error::Rejected(Rejection::InvalidToken(
+        "the token cannot be sent as a bearer credential".into(),
+    )))
 }

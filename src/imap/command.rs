@@ -39,6 +39,18 @@ pub enum ParseError {
     Syntax { tag: String, message: &'static str },
 }
 
+/// The tag of a command line, if it starts with a valid one (for replies
+/// to a command that cannot be parsed whole, e.g. a refused literal).
+pub fn leading_tag(line: &[u8]) -> Option<&str> {
+    let end = line.iter().position(|&b| b == b' ')?;
+    let tag = std::str::from_utf8(&line[..end]).ok()?;
+    let valid = !tag.is_empty()
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b));
+    valid.then_some(tag)
+}
+
 /// If `line` ends with a literal announcement `{n}` / `{n+}`, returns
 /// `(n, synchronizing)`.
 pub fn trailing_literal(line: &[u8]) -> Option<(usize, bool)> {

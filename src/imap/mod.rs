@@ -23,7 +23,7 @@ pub static FRONTEND: Frontend = Frontend {
     alpn: &[b"imap"],
     greeting: reply::greeting,
     serve: serve_boxed,
-    idle_farewell: |_| "* BYE Disconnected for inactivity.\r\n".to_string(),
+    idle_farewell: |_| reply::INACTIVE.to_string(),
     over_limit: |_, what| format!("* BYE [UNAVAILABLE] {what}, try again later.\r\n"),
 };
 

@@ -38,6 +38,7 @@ pub fn greeting(svc: &Service, tls: bool) -> String {
 pub const AUTH_FAILED: &str = "NO [AUTHENTICATIONFAILED] Authentication failed.";
 pub const PRIVACY_REQUIRED: &str =
     "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
+pub const INACTIVE: &str = "* BYE Disconnected for inactivity.\r\n";
 pub const TOO_MANY_FAILURES: &str = "* BYE Too many authentication failures.\r\n";
 
 /// The tagged response for a failed login (the challenge, if any, has
@@ -51,8 +52,11 @@ pub fn failure(tag: &str, failure: &Failure) -> String {
         Failure::UpstreamUnavailable(_) => {
             "NO [UNAVAILABLE] Mail server temporarily unavailable, try again later."
         }
+        // RFC 5530: AUTHENTICATIONFAILED "typically includes unknown user";
+        // AUTHORIZATIONFAILED is for an authorization identity the client
+        // asked for, and the client asked for none other than its own.
         Failure::UpstreamRefused(_) => {
-            "NO [AUTHORIZATIONFAILED] The mail server does not accept this account."
+            "NO [AUTHENTICATIONFAILED] The mail server does not accept this account."
         }
     };
     format!("{tag} {text}\r\n")

@@ -57,9 +57,7 @@ async fn command(mut client: Client, svc: &Service, st: &mut Attempts) -> io::Re
         }
         Input::Closed => return Ok(Next::Done(st.end("closed"))),
         Input::TimedOut => {
-            client
-                .send(b"* BYE Disconnected for inactivity.\r\n")
-                .await?;
+            client.send(reply::INACTIVE.as_bytes()).await?;
             return Ok(Next::Done(st.end("timeout")));
         }
     };
@@ -67,6 +65,10 @@ async fn command(mut client: Client, svc: &Service, st: &mut Attempts) -> io::Re
         Assembled::Command(full) => full,
         Assembled::Refused => return Ok(Next::Continue(client)),
         Assembled::Gone => return Ok(Next::Done(st.end("closed"))),
+        Assembled::TimedOut => {
+            client.send(reply::INACTIVE.as_bytes()).await?;
+            return Ok(Next::Done(st.end("timeout")));
+        }
     };
     let cmd = match command::parse(&full) {
         Ok(c) => c,
@@ -172,6 +174,8 @@ enum Assembled {
     Refused,
     /// The client went away (or must be disconnected).
     Gone,
+    /// The pre-auth deadline passed inside a literal.
+    TimedOut,
 }
 
 /// Reads the literals a command line announces and appends them inline
@@ -182,8 +186,11 @@ async fn with_literals(client: &mut Client, first: Vec<u8>, max: usize) -> io::R
     while let Some((n, sync)) = command::trailing_literal(&full[last_line_start..]) {
         if full.len() + n > max {
             if sync {
-                // The client waits for "+" and sends nothing; we refuse.
-                client.send(b"* BAD Literal too large.\r\n").await?;
+                // The client waits for "+" and sends nothing; we refuse
+                // the command with its tag (RFC 3501 §2.2.1).
+                let tag = command::leading_tag(&full).unwrap_or("*");
+                let bad = format!("{tag} BAD Literal too large.\r\n");
+                client.send(bad.as_bytes()).await?;
                 return Ok(Assembled::Refused);
             }
             // A non-synchronizing literal is already on its way: its bytes
@@ -195,13 +202,18 @@ async fn with_literals(client: &mut Client, first: Vec<u8>, max: usize) -> io::R
             client.send(b"+ Ready for literal data\r\n").await?;
         }
         let Some(data) = client.read_exact(n).await else {
-            return Ok(Assembled::Gone);
+            return Ok(if client.deadline_passed() {
+                Assembled::TimedOut
+            } else {
+                Assembled::Gone
+            });
         };
         full.extend_from_slice(b"\r\n");
         full.extend_from_slice(&data);
         last_line_start = full.len();
         match client.read_line().await {
             Input::Line(rest) => full.extend_from_slice(&rest),
+            Input::TimedOut => return Ok(Assembled::TimedOut),
             _ => return Ok(Assembled::Gone),
         }
     }

@@ -254,13 +254,13 @@ async fn max_auth_failures_ends_the_session() {
 }
 
 #[tokio::test]
-async fn the_upstream_refusing_the_user_is_authorizationfailed() {
+async fn the_upstream_refusing_the_user_is_an_authentication_failure() {
     let (mut c, up) = session(Listener::imap()).await;
     let ir = oauthbearer(None, &token_for(UNKNOWN_USER));
     c.script(&format!(
         "
         C: A1 AUTHENTICATE OAUTHBEARER {ir}
-        S: A1 NO [AUTHORIZATIONFAILED] The mail server does not accept this account.
+        S: A1 NO [AUTHENTICATIONFAILED] The mail server does not accept this account.
         C: A2 NOOP
         S: A2 OK NOOP completed.
         "

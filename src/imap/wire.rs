@@ -68,4 +68,8 @@ impl Wire for ImapWire<'_> {
     fn too_many_failures(&self) -> Vec<u8> {
         reply::TOO_MANY_FAILURES.as_bytes().to_vec()
     }
+
+    fn timed_out(&self) -> Vec<u8> {
+        reply::INACTIVE.as_bytes().to_vec()
+    }
 }

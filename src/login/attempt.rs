@@ -72,8 +72,7 @@ pub async fn authenticate<W: Wire>(
         None if mech == Mechanism::Login => Zeroizing::new(Vec::new()),
         None => match exchange(wire, &mut client, "").await? {
             Ok(m) => m,
-            Err(Some(why)) => return rejected(wire, client, why).await,
-            Err(None) => return Ok(After::Done("closed")),
+            Err(stop) => return stopped(wire, client, stop).await,
         },
     };
     let ctx = Ctx {
@@ -129,21 +128,43 @@ async fn rejected<W: Wire>(wire: &W, mut client: Client, why: Rejected) -> io::R
     Ok(After::Continue(client))
 }
 
-/// Sends a challenge and reads the answer. `Err(Some(why))`: an unusable
-/// answer; `Err(None)`: the client is gone.
+/// Why an exchange did not give an answer.
+enum Stop {
+    /// An unusable answer: the attempt is refused, the session goes on.
+    Rejected(Rejected),
+    /// The client went away.
+    Gone,
+    /// The pre-auth deadline passed.
+    TimedOut,
+}
+
+/// Sends a challenge and reads the answer.
 async fn exchange<W: Wire>(
     wire: &W,
     client: &mut Client,
     challenge: &str,
-) -> io::Result<Result<Zeroizing<Vec<u8>>, Option<Rejected>>> {
+) -> io::Result<Result<Zeroizing<Vec<u8>>, Stop>> {
     client.send(&wire.challenge(challenge)).await?;
     Ok(match wire.read_response(client).await {
         Response::Data(d) => Ok(d),
-        Response::Cancelled => Err(Some(Rejected::Cancelled)),
-        Response::Invalid => Err(Some(Rejected::NotBase64)),
-        Response::TooLong => Err(Some(Rejected::TooLong)),
-        Response::Gone => Err(None),
+        Response::Cancelled => Err(Stop::Rejected(Rejected::Cancelled)),
+        Response::Invalid => Err(Stop::Rejected(Rejected::NotBase64)),
+        Response::TooLong => Err(Stop::Rejected(Rejected::TooLong)),
+        Response::Gone => Err(Stop::Gone),
+        Response::TimedOut => Err(Stop::TimedOut),
     })
+}
+
+/// Where an exchange that gave no answer leaves the connection.
+async fn stopped<W: Wire>(wire: &W, mut client: Client, stop: Stop) -> io::Result<After> {
+    match stop {
+        Stop::Rejected(why) => rejected(wire, client, why).await,
+        Stop::Gone => Ok(After::Done("closed")),
+        Stop::TimedOut => {
+            client.send(&wire.timed_out()).await?;
+            Ok(After::Done("timeout"))
+        }
+    }
 }
 
 /// The LOGIN mechanism: `Username:` (unless given initially), `Password:`.
@@ -156,16 +177,14 @@ async fn login_mechanism<W: Wire>(
     let user = if initial.is_empty() {
         match exchange(ctx.wire, &mut client, "VXNlcm5hbWU6").await? {
             Ok(u) => u,
-            Err(Some(why)) => return rejected(ctx.wire, client, why).await,
-            Err(None) => return Ok(After::Done("closed")),
+            Err(stop) => return stopped(ctx.wire, client, stop).await,
         }
     } else {
         initial
     };
     let password = match exchange(ctx.wire, &mut client, "UGFzc3dvcmQ6").await? {
         Ok(p) => p,
-        Err(Some(why)) => return rejected(ctx.wire, client, why).await,
-        Err(None) => return Ok(After::Done("closed")),
+        Err(stop) => return stopped(ctx.wire, client, stop).await,
     };
     st.outcome.user = Some(String::from_utf8_lossy(&user).into_owned());
     match sasl::plain::decode_login(&user, &password) {
@@ -195,10 +214,18 @@ async fn bearer<W: Wire>(
     {
         let json = ctx.svc.challenge(mech, *status, *directory);
         client.send(&ctx.wire.challenge(&json)).await?;
-        if let Response::Gone = ctx.wire.read_response(&mut client).await {
+        let gone = match ctx.wire.read_response(&mut client).await {
+            Response::Gone => Some(Stop::Gone),
+            Response::TimedOut => Some(Stop::TimedOut),
+            _ => None,
+        };
+        if let Some(stop) = gone {
             failure.log(client.peer, st.outcome.mechanism);
             st.outcome.last_failure = Some(failure.reason().to_string());
-            return Ok(After::Done("auth-failed"));
+            return match stop {
+                Stop::TimedOut => stopped(ctx.wire, client, stop).await,
+                _ => Ok(After::Done("auth-failed")),
+            };
         }
     }
     fail(ctx, client, st, failure).await

@@ -16,8 +16,10 @@ pub enum Response {
     Invalid,
     /// Longer than `max-line`.
     TooLong,
-    /// The client went away or the pre-auth deadline passed.
+    /// The client went away.
     Gone,
+    /// The pre-auth deadline passed while waiting for the answer.
+    TimedOut,
 }
 
 /// Why an attempt was refused before any credential was checked.
@@ -70,6 +72,10 @@ pub trait Wire: Sync {
 
     /// Sent before closing after `max-auth-failures`.
     fn too_many_failures(&self) -> Vec<u8>;
+
+    /// Sent before closing when the pre-auth deadline passes in the middle
+    /// of an exchange (the front-end's own inactivity farewell).
+    fn timed_out(&self) -> Vec<u8>;
 }
 
 /// Reads one base64 line as the answer to a challenge: `*` cancels, `=` is
@@ -78,7 +84,8 @@ pub async fn base64_line(client: &mut Client) -> Response {
     let line = match client.read_line().await {
         Input::Line(l) => Zeroizing::new(l),
         Input::TooLong => return Response::TooLong,
-        Input::Closed | Input::TimedOut => return Response::Gone,
+        Input::Closed => return Response::Gone,
+        Input::TimedOut => return Response::TimedOut,
     };
     if line.trim_ascii() == b"*" {
         return Response::Cancelled;

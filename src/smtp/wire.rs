@@ -63,4 +63,8 @@ impl Wire for SmtpWire<'_> {
     fn too_many_failures(&self) -> Vec<u8> {
         reply::too_many_failures(self.svc).into_bytes()
     }
+
+    fn timed_out(&self) -> Vec<u8> {
+        reply::timeout(self.svc).into_bytes()
+    }
 }

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub const APP_PASSWORD: &str = "app-password";
 /// A password the fake upstreams refuse temporarily (IMAP `NO [UNAVAILABLE]`, SMTP 454).
 pub const BUSY_PASSWORD: &str = "busy-password";
-/// A user the master login is refused for (IMAP `[AUTHORIZATIONFAILED]`, XCLIENT 550).
+/// A user the master login is refused for (IMAP `[AUTHORIZATIONFAILED]`, XCLIENT 501, as Postfix refuses a LOGIN= value).
 pub const UNKNOWN_USER: &str = "nobody@example.com";
 /// The fake IMAP upstream's capabilities after login.
 pub const IMAP_CAPABILITIES: &str = "IMAP4rev1 IDLE UIDPLUS";
@@ -178,7 +178,7 @@ fn smtp_reply(line: &str) -> (String, bool) {
         SMTP_EHLO
     } else if let Some(args) = after(line, "XCLIENT ") {
         if args.contains(&format!("LOGIN={UNKNOWN_USER}")) {
-            "550 5.7.0 Fake: insufficient authorization\r\n"
+            "501 5.5.4 Fake: bad LOGIN= value\r\n"
         } else {
             "220 fake.upstream ESMTP Postfix\r\n"
         }

@@ -7,13 +7,15 @@
 //! command (passthrough). Then the greeting (unless already read), the `ID`
 //! answer and the login answer are read: one round trip instead of three.
 
-use super::{printable, ClientInfo, Error, LoggedIn, Target};
+use super::{printable, ClientInfo, Error, LoggedIn, Refusal, Target};
 use crate::config::{TlsMode, UpstreamLogin};
 use crate::line::{Line, LineReader};
 use crate::sasl;
 use crate::secret::Secret;
 use crate::stream::UpstreamStream;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 const MAX_LINE: usize = 64 * 1024;
 const TAG: &[u8] = b"P1";
@@ -236,13 +238,123 @@ pub async fn master_login(
     let plain = Secret::new(format!("{user}\0{username}\0{}", secret.expose()));
     let encoded = Secret::new(sasl::encode(plain.expose().as_bytes()));
     let command = Secret::new(format!("AUTHENTICATE PLAIN {}", encoded.expose()));
-    match session.login(command.expose().as_bytes()).await? {
-        Reply::Ok(logged_in) => Ok(logged_in),
-        Reply::No { tagged_text, .. } => Err(Error::Refused {
-            authorization: contains(&tagged_text, b"[AUTHORIZATIONFAILED]"),
-            reply: printable(&tagged_text),
-        }),
+    let tagged_text = match session.login(command.expose().as_bytes()).await? {
+        Reply::Ok(logged_in) => {
+            target.master_proof.record(true);
+            return Ok(logged_in);
+        }
+        Reply::No { tagged_text, .. } => tagged_text,
+    };
+    let reply = printable(&tagged_text);
+    let by = match refusal(&tagged_text) {
+        Some(Refusal::User) => {
+            target.master_proof.record(true);
+            Refusal::User
+        }
+        Some(by) => by,
+        None => {
+            let accepted = match target.master_proof.recent() {
+                Some(known) => known,
+                None => master_credentials_accepted(target, client, username, secret).await?,
+            };
+            if accepted {
+                Refusal::User
+            } else {
+                Refusal::Proxy
+            }
+        }
+    };
+    Err(Error::Refused { reply, by })
+}
+
+/// What the master credentials last proved to be, for telling Dovecot's
+/// ambiguous refusals apart without a probe each time: accepted when a
+/// master login got past the secret (OK, `[AUTHORIZATIONFAILED]`), or as
+/// the probe found. Trusted for [`MasterProof::TTL`], so that a secret
+/// changed at Dovecot is noticed within it.
+#[derive(Default)]
+pub struct MasterProof(std::sync::Mutex<Option<(Instant, bool)>>);
+
+impl MasterProof {
+    pub const TTL: Duration = Duration::from_secs(30);
+
+    pub fn record(&self, accepted: bool) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), accepted));
     }
+
+    pub fn recent(&self) -> Option<bool> {
+        let proof = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        proof
+            .filter(|(at, _)| at.elapsed() < Self::TTL)
+            .map(|(_, accepted)| accepted)
+    }
+}
+
+/// A user name every Dovecot accepts (`auth_username_chars` always has the
+/// letters) and no site has: the probe in [`master_credentials_accepted`].
+const PROBE_USER: &str = "oauthbearerproxyprobe";
+
+/// Whose credentials Dovecot's `NO` to a master login refused, when its
+/// reply says so. Measured against Dovecot 2.3.19 (tests/peers), master
+/// passdb with `pass = yes`:
+/// - `NO [AUTHORIZATIONFAILED] Authorization failed`: the master secret was
+///   right, the user may not be logged into: an unknown user, or a name
+///   over-long for the user passdb. The user's.
+/// - `NO [AUTHENTICATIONFAILED] Authentication failed.`: a wrong master
+///   secret, **or** a user name with a character outside
+///   `auth_username_chars` (space, `+`, `/`, `%`, quote, non-ASCII, ...).
+///   The two replies are identical byte for byte (only Dovecot's log tells
+///   them apart), so `None`: the caller asks once more (see
+///   [`master_credentials_accepted`]).
+/// - anything else (`[UNAVAILABLE]`, `[SERVERBUG]`, ...): Dovecot's own
+///   trouble, a temporary failure.
+pub fn refusal(tagged_text: &[u8]) -> Option<Refusal> {
+    if contains(tagged_text, b"[AUTHORIZATIONFAILED]") {
+        Some(Refusal::User)
+    } else if contains(tagged_text, b"[AUTHENTICATIONFAILED]") {
+        None
+    } else {
+        Some(Refusal::Upstream)
+    }
+}
+
+/// After an ambiguous `[AUTHENTICATIONFAILED]`: logs in with the same
+/// master credentials as [`PROBE_USER`], a name Dovecot cannot refuse for
+/// its characters. `[AUTHENTICATIONFAILED]` again means the master secret
+/// is wrong (the proxy's misconfiguration, a temporary failure with a loud
+/// log); anything that gets past the secret (`[AUTHORIZATIONFAILED]`, or
+/// OK should such a user exist) means Dovecot refused the user's name: an
+/// authentication failure for the client, counted. Guessing either way
+/// would be worse: a wrong secret reported as bad credentials sends every
+/// client to its login dialog and hides the outage, a refused name
+/// reported as temporary makes the client retry forever. An error here
+/// (no answer, a timeout) stays a temporary failure.
+async fn master_credentials_accepted(
+    target: &Target,
+    client: ClientInfo,
+    username: &str,
+    secret: &Secret,
+) -> Result<bool, Error> {
+    let session = Session::open(target, client).await?;
+    let plain = Secret::new(format!("{PROBE_USER}\0{username}\0{}", secret.expose()));
+    let encoded = Secret::new(sasl::encode(plain.expose().as_bytes()));
+    let command = Secret::new(format!("AUTHENTICATE PLAIN {}", encoded.expose()));
+    let accepted = match session.login(command.expose().as_bytes()).await? {
+        // Logged in as the probe user: the session is dropped, closed.
+        Reply::Ok(_) => true,
+        Reply::No { tagged_text, .. } => match refusal(&tagged_text) {
+            Some(Refusal::User) => true,
+            None => false,
+            Some(_) => {
+                return Err(Error::Protocol(format!(
+                    "master login probe: {}",
+                    printable(&tagged_text)
+                )))
+            }
+        },
+    };
+    target.master_proof.record(accepted);
+    Ok(accepted)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -274,6 +386,26 @@ pub fn astring(value: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dovecot_refusals() {
+        let cases: &[(&[u8], Option<Refusal>)] = &[
+            (
+                b"NO [AUTHORIZATIONFAILED] Authorization failed",
+                Some(Refusal::User),
+            ),
+            (b"NO [AUTHENTICATIONFAILED] Authentication failed.", None),
+            (
+                b"NO [UNAVAILABLE] Temporary authentication failure.",
+                Some(Refusal::Upstream),
+            ),
+            (b"NO [SERVERBUG] Internal error", Some(Refusal::Upstream)),
+            (b"BAD Error in IMAP command", Some(Refusal::Upstream)),
+        ];
+        for (reply, want) in cases {
+            assert_eq!(refusal(reply), *want, "{}", printable(reply));
+        }
+    }
 
     #[test]
     fn astrings() {

@@ -26,9 +26,23 @@ pub enum Error {
     /// The upstream refused the login; the text is its reply (safe to log:
     /// it never contains what we sent).
     #[error("upstream refused the login: {reply}")]
-    Refused { reply: String, authorization: bool },
+    Refused { reply: String, by: Refusal },
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+}
+
+/// Whose credentials an upstream refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The user's: the upstream does not accept this user (unknown, or a
+    /// name it does not allow). An authentication failure for the client.
+    User,
+    /// The proxy's own (master secret, XCLIENT permission): the proxy's
+    /// misconfiguration, a temporary failure for the client.
+    Proxy,
+    /// Neither: the upstream's own trouble (Dovecot's `[UNAVAILABLE]`,
+    /// `[SERVERBUG]`, ...), a temporary failure.
+    Upstream,
 }
 
 impl Error {
@@ -68,6 +82,8 @@ pub struct Target {
     connector: Option<TlsConnector>,
     /// SMTP upstreams: the EHLO keywords last learned from the upstream.
     pub smtp_extensions: smtp::ExtensionCache,
+    /// IMAP upstreams: whether the master credentials last worked.
+    pub master_proof: imap::MasterProof,
 }
 
 impl Target {
@@ -80,6 +96,7 @@ impl Target {
             config,
             connector,
             smtp_extensions: smtp::ExtensionCache::default(),
+            master_proof: imap::MasterProof::default(),
         }))
     }
 

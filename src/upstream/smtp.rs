@@ -13,7 +13,7 @@
 //! can promise exactly what the upstream offers without contacting it for
 //! every unauthenticated client.
 
-use super::{ClientInfo, Error, LoggedIn, Target};
+use super::{ClientInfo, Error, LoggedIn, Refusal, Target};
 use crate::config::{TlsMode, UpstreamLogin};
 use crate::line::{Line, LineReader};
 use crate::sasl;
@@ -183,14 +183,20 @@ impl Session {
         let r = self
             .command(xclient_command(client, helo, login).as_bytes())
             .await?;
-        match r.code {
-            220 => {}
-            550 | 535 if login.is_some() => {
-                return Err(Error::Refused {
-                    reply: r.text(),
-                    authorization: true,
-                })
-            }
+        let refused = |by| Error::Refused {
+            reply: r.text(),
+            by,
+        };
+        match (r.code, login) {
+            (220, _) => {}
+            // Postfix 3.7: `501 5.5.4 Error: attribute value too long` for a
+            // LOGIN= over 255 characters (xtext-encoded): the user name from
+            // the token (or the client's own HELO name) is not one it accepts.
+            // Any other LOGIN= it takes without a check.
+            (501, Some(_)) => return Err(refused(Refusal::User)),
+            // `550 5.7.0 Error: insufficient authorization`: the proxy's
+            // address is not in smtpd_authorized_xclient_hosts.
+            (550, _) => return Err(refused(Refusal::Proxy)),
             _ => return Err(Error::Protocol(format!("XCLIENT failed: {}", r.text()))),
         }
         self.ehlo(helo).await
@@ -282,10 +288,12 @@ pub async fn login(
             let r = s.command(cmd.expose().as_bytes()).await?;
             match r.code {
                 235 => {}
+                // Not told apart from a wrong master secret (a 535 either
+                // way); the user's, as before.
                 535 => {
                     return Err(Error::Refused {
                         reply: r.text(),
-                        authorization: true,
+                        by: Refusal::User,
                     })
                 }
                 _ => {
@@ -458,7 +466,10 @@ pub async fn extensions(target: &Arc<Target>, ehlo_name: &str) -> Arc<Vec<String
 }
 
 async fn refresh(target: &Target, ehlo_name: &str) -> Option<Arc<Vec<String>>> {
-    let fetched = match Session::open(target, None, ehlo_name).await {
+    // Bounded like a login: an upstream that accepts but never greets must
+    // not hold the client's EHLO (and every client queued behind it).
+    let open = super::bounded(target, Session::open(target, None, ehlo_name));
+    let fetched = match open.await {
         Ok(s) => {
             let keywords = s.extensions.clone();
             s.quit().await;

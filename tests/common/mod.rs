@@ -282,6 +282,8 @@ pub struct ProxyOptions {
     pub listener_extra: String,
     /// `identity` of the Dovecot upstream ("email" by default).
     pub imap_identity: &'static str,
+    /// `login.secret` of the Dovecot upstream instead of the master secret's file.
+    pub imap_master_secret: Option<String>,
     /// Raw TOML added to `[server.tls]` (e.g. `session-tickets = 0`).
     pub tls_extra: String,
     /// Raw TOML added to both upstream blocks (e.g. `identity-case = "lower"`).
@@ -309,6 +311,7 @@ impl ProxyOptions {
             listener_directories: "\"test\"".to_string(),
             listener_extra: String::new(),
             imap_identity: "email",
+            imap_master_secret: None,
             tls_extra: String::new(),
             upstream_extra: String::new(),
         }
@@ -362,10 +365,15 @@ impl Proxy {
             .imap_upstream
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{}", peers.port(&["dovecot", "imap_port"])));
+        let secret = opts.imap_master_secret.clone().unwrap_or_else(|| {
+            format!(
+                "%{{file:{}}}%",
+                peers.str(&["dovecot", "master_secret_file"])
+            )
+        });
         c.push_str(&format!(
-            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n{}\n",
+            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"{secret}\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n{}\n",
             peers.str(&["dovecot", "master_user"]),
-            peers.str(&["dovecot", "master_secret_file"]),
             opts.imap_identity,
             opts.connect_timeout,
             opts.upstream_extra,

@@ -74,6 +74,12 @@ const ACCOUNTS = {
   'carol@example.com': { email: 'carol@example.com', preferred_username: 'carol', name: 'Carol' },
   // Another account whose address differs from carol's only by case.
   'carol-mixed': { email: 'Carol@Example.com', preferred_username: 'Carol', name: 'Carol Mixed' },
+  // An address with a `+` tag: Dovecot's default auth_username_chars has no
+  // `+`, so it refuses this name (tests of upstream refusals).
+  tagged: { email: 'alice+tag@example.com', preferred_username: 'alice+tag', name: 'Alice Tagged' },
+  // 50 non-ASCII letters: 312 characters as xtext, over Postfix's 255 for an
+  // XCLIENT attribute (and outside Dovecot's auth_username_chars).
+  long: { email: `${'é'.repeat(50)}@example.com`, preferred_username: 'long', name: 'Long Name' },
 };
 
 // Whether an account's email is verified (true unless the fixture says otherwise).
@@ -253,6 +259,17 @@ async function readRawBody(req, limit = 64 * 1024) {
   return Buffer.concat(chunks, size);
 }
 
+// Whether `value` is an access token the provider issued and still holds
+// (not revoked, not expired): what a resource server checks of a bearer.
+async function liveAccessToken(provider, value) {
+  try {
+    const token = await provider.AccessToken.find(value);
+    return !!token && !token.isExpired;
+  } catch {
+    return false;
+  }
+}
+
 function buildProvider(keys) {
   const provider = new Provider(ISSUER, {
     adapter: SharedMemoryAdapter,
@@ -351,10 +368,15 @@ function buildProvider(keys) {
   // requests that carry NO client credentials are mapped here:
   //   no Authorization header                    -> internal client
   //   Authorization: Bearer introspect-static-token -> internal client
-  //   Authorization: Bearer X, X == form `token` -> internal client
+  //   Authorization: Bearer X, X == form `token` -> internal client, if X is
+  //                                                 a live access token; else
+  //                                                 401 invalid_token
   //   Authorization: Bearer <anything else>      -> 401 invalid_client
   // "Internal client" means we inject HTTP Basic credentials of the private
-  // client INTERNAL_CLIENT_ID. Requests with Basic auth or client_id /
+  // client INTERNAL_CLIENT_ID. With `user-token` the bearer authenticates the
+  // request, as at any resource server (RFC 6750 §3.1): a revoked, expired or
+  // unknown bearer is refused with 401 `invalid_token` before introspection.
+  // Requests with Basic auth or client_id /
   // client_secret / client_assertion in the body are left untouched. The
   // provider itself still performs the introspection in every case.
   // ------------------------------------------------------------------------
@@ -377,11 +399,19 @@ function buildProvider(keys) {
       const match = /^bearer\s+(\S+)\s*$/i.exec(authorization);
       if (!match) return next(); // unknown scheme: let the provider reject it
       const bearer = match[1];
-      if (bearer !== STATIC_INTROSPECTION_TOKEN && bearer !== form.get('token')) {
+      const userToken = bearer !== STATIC_INTROSPECTION_TOKEN && bearer === form.get('token');
+      if (bearer !== STATIC_INTROSPECTION_TOKEN && !userToken) {
         ctx.status = 401;
         ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
         ctx.set('Cache-Control', 'no-store');
         ctx.body = { error: 'invalid_client', error_description: 'unknown bearer credential' };
+        return undefined;
+      }
+      if (userToken && !(await liveAccessToken(provider, bearer))) {
+        ctx.status = 401;
+        ctx.set('WWW-Authenticate', 'Bearer error="invalid_token", error_description="invalid or revoked access token"');
+        ctx.set('Cache-Control', 'no-store');
+        ctx.body = { error: 'invalid_token', error_description: 'invalid or revoked access token' };
         return undefined;
       }
     }
