@@ -81,4 +81,8 @@ impl Wire for SieveWire {
     fn too_many_failures(&self) -> Vec<u8> {
         reply::too_many_failures().into_bytes()
     }
+
+    fn timed_out(&self) -> Vec<u8> {
+        reply::bye("Disconnected for inactivity.").into_bytes()
+    }
 }

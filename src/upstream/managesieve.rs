@@ -10,9 +10,9 @@
 //! message (passthrough). Then the greeting (unless already read), the
 //! XCLIENT answer and the login answer are read: one round trip.
 //!
-//! A `NO` is the client's (or its user's) refusal; `NO (TRYLATER)` and
-//! `BYE` are the upstream's temporary trouble (§1.3). Responses are read
-//! with their literals, every line and literal bounded.
+//! Whose credentials a `NO` refused is told as for IMAP ([`refusal`]):
+//! `NO (TRYLATER)` and `BYE` are the upstream's temporary trouble (§1.3).
+//! Responses are read with their literals, every line and literal bounded.
 //!
 //! [`capabilities`] keeps the upstream's `SIEVE`, `NOTIFY` and
 //! `MAXREDIRECTS` capabilities, learned from one connection of the proxy's
@@ -20,7 +20,7 @@
 //! Sieve extensions the upstream really has.
 
 use super::{
-    BoxFuture, ClientInfo, Error, LoggedIn, LoginContext, Password, PasswordReply, Target,
+    BoxFuture, ClientInfo, Error, LoggedIn, LoginContext, Password, PasswordReply, Refusal, Target,
 };
 use crate::config::{TlsMode, UpstreamLogin};
 use crate::line::{Line, LineReader};
@@ -42,8 +42,11 @@ const MAX_CAPABILITY_LINES: usize = 64;
 pub enum Reply {
     /// Logged in; `LoggedIn` carries the `OK` line for the client.
     Ok(LoggedIn),
-    /// `NO`: the response line as sent, and whether it says `TRYLATER`.
-    No { line: Vec<u8>, temporary: bool },
+    /// `NO`: the response line as sent, and the response parsed.
+    No {
+        line: Vec<u8>,
+        response: syntax::Response,
+    },
 }
 
 /// A connected, not yet authenticated upstream session.
@@ -210,10 +213,7 @@ impl Session {
                 stream: self.stream,
                 reply: vec![line],
             })),
-            Status::No => Ok(Reply::No {
-                temporary: response.code.as_deref() == Some("TRYLATER"),
-                line,
-            }),
+            Status::No => Ok(Reply::No { line, response }),
             Status::Bye => Err(Error::Protocol(format!(
                 "upstream ended the session: {}",
                 super::printable(&line)
@@ -253,17 +253,97 @@ pub async fn master_login(
             "ManageSieve upstreams log in with login.method = \"master-user\"".into(),
         ));
     };
-    // Every intermediate copy of the master secret is a Secret: zeroized on drop.
-    let plain = Secret::new(format!("{user}\0{username}\0{}", secret.expose()));
-    let encoded = Secret::new(sasl::encode(plain.expose().as_bytes()));
     let session = Session::open(target, Some(client)).await?;
-    match session.authenticate(Some(client), &encoded).await? {
-        Reply::Ok(logged_in) => Ok(logged_in),
-        Reply::No { line, temporary } => Err(Error::Refused {
-            reply: super::printable(&line),
-            authorization: !temporary,
-        }),
+    let credentials = plain(user, username, secret);
+    let (line, response) = match session.authenticate(Some(client), &credentials).await? {
+        Reply::Ok(logged_in) => {
+            target.master_proof.record(true);
+            return Ok(logged_in);
+        }
+        Reply::No { line, response } => (line, response),
+    };
+    let by = match refusal(&response) {
+        Some(Refusal::User) => {
+            target.master_proof.record(true);
+            Refusal::User
+        }
+        Some(by) => by,
+        None => {
+            let accepted = match target.master_proof.recent() {
+                Some(known) => known,
+                None => master_credentials_accepted(target, client, username, secret).await?,
+            };
+            if accepted {
+                Refusal::User
+            } else {
+                Refusal::Proxy
+            }
+        }
+    };
+    Err(Error::Refused {
+        reply: super::printable(&line),
+        by,
+    })
+}
+
+/// SASL PLAIN as the master user for `user`, base64. Every intermediate
+/// copy of the master secret is a Secret: zeroized on drop.
+fn plain(user: &str, master: &str, secret: &Secret) -> Secret {
+    let plain = Secret::new(format!("{user}\0{master}\0{}", secret.expose()));
+    Secret::new(sasl::encode(plain.expose().as_bytes()))
+}
+
+/// A user name every Dovecot accepts and no site has (as for IMAP).
+const PROBE_USER: &str = "oauthbearerproxyprobe";
+
+/// Whose credentials Dovecot's managesieve-login refused with `NO` to a
+/// master login, when its reply says so (Dovecot 2.3.19, master passdb
+/// with `pass = yes`; it sends no response code for these):
+/// - `NO "Authorization failed"`: the master secret was right, the user
+///   may not be logged into. The user's.
+/// - `NO "Authentication failed."`: a wrong master secret, **or** a user
+///   name outside `auth_username_chars`: `None`, the caller probes once.
+/// - `NO (TRYLATER) ...` and anything else: Dovecot's own trouble.
+pub fn refusal(response: &syntax::Response) -> Option<Refusal> {
+    let text = response.text.as_deref().unwrap_or_default();
+    if response.code.is_some() {
+        Some(Refusal::Upstream)
+    } else if text.starts_with(b"Authorization failed") {
+        Some(Refusal::User)
+    } else if text.starts_with(b"Authentication failed") {
+        None
+    } else {
+        Some(Refusal::Upstream)
     }
+}
+
+/// After an ambiguous `Authentication failed.`: the same master
+/// credentials for [`PROBE_USER`]. Refused the same way: the master secret
+/// is wrong (the proxy's misconfiguration); anything past the secret: the
+/// user's name was refused. Remembered in the target's `master_proof`.
+async fn master_credentials_accepted(
+    target: &Target,
+    client: ClientInfo,
+    username: &str,
+    secret: &Secret,
+) -> Result<bool, Error> {
+    let session = Session::open(target, Some(client)).await?;
+    let probe = plain(PROBE_USER, username, secret);
+    let accepted = match session.authenticate(Some(client), &probe).await? {
+        Reply::Ok(_) => true,
+        Reply::No { line, response } => match refusal(&response) {
+            Some(Refusal::User) => true,
+            None => false,
+            Some(_) => {
+                return Err(Error::Protocol(format!(
+                    "master login probe: {}",
+                    super::printable(&line)
+                )))
+            }
+        },
+    };
+    target.master_proof.record(accepted);
+    Ok(accepted)
 }
 
 /// Password passthrough: the client's credentials as PLAIN, after
@@ -280,9 +360,10 @@ pub async fn password_login(
         .await?
     {
         Reply::Ok(logged_in) => Ok(PasswordReply::Accepted(logged_in)),
-        Reply::No { line, temporary } => Ok(PasswordReply::Refused {
+        // The client's own password: any plain NO is its failure.
+        Reply::No { line, response } => Ok(PasswordReply::Refused {
+            temporary: response.code.as_deref() == Some("TRYLATER"),
             lines: vec![line],
-            temporary,
         }),
     }
 }

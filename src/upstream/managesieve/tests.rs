@@ -108,43 +108,80 @@ async fn master_login_sends_xclient_and_plain_in_one_write() {
 }
 
 #[tokio::test]
-async fn refusals_are_classified() {
-    let cases: &[(&'static [u8], Option<bool>)] = &[
-        // NO: the user is not accepted (the client's fault).
+async fn refusals_are_classified_by_whose_credentials() {
+    use crate::upstream::Refusal;
+    let cases: &[(&'static [u8], Option<Refusal>)] = &[
+        // Past the master secret, the user is not accepted.
         (
             b"OK \"Updated\"\r\nNO \"Authorization failed\"\r\n",
-            Some(true),
+            Some(Refusal::User),
         ),
-        // NO (TRYLATER): the upstream's temporary trouble.
+        // Ambiguous; the probe (this fake answers it the same) says the
+        // master secret is wrong: the proxy's own.
+        (
+            b"OK \"Updated\"\r\nNO \"Authentication failed.\"\r\n",
+            Some(Refusal::Proxy),
+        ),
+        // NO (TRYLATER), or any other NO: the upstream's own trouble.
         (
             b"OK \"Updated\"\r\nNO (TRYLATER) \"Try later\"\r\n",
-            Some(false),
+            Some(Refusal::Upstream),
         ),
         // An untrusted proxy's XCLIENT is refused; the login goes on.
-        (b"NO \"Not trusted\"\r\nNO {7}\r\nrefused\r\n", Some(true)),
+        (
+            b"NO \"Not trusted\"\r\nNO {7}\r\nrefused\r\n",
+            Some(Refusal::Upstream),
+        ),
         // BYE, a challenge or a hang-up: protocol errors (temporary).
         (b"OK \"Updated\"\r\nBYE \"Shutting down\"\r\n", None),
         (b"OK \"Updated\"\r\n\"\"\r\n", None),
         (b"OK \"Updated\"\r\n", None),
     ];
-    for (answer, authorization) in cases {
+    for (answer, expected) in cases {
         let (address, _, _) = fake(answer, 2).await;
         let result = master_login(&target(address), client(), "bob@example.com").await;
         let what = String::from_utf8_lossy(answer);
-        match (result, authorization) {
-            (
-                Err(Error::Refused {
-                    authorization: a, ..
-                }),
-                Some(expected),
-            ) => {
-                assert_eq!(a, *expected, "{what}")
-            }
+        match (result, expected) {
+            (Err(Error::Refused { by, .. }), Some(expected)) => assert_eq!(by, *expected, "{what}"),
             (Err(Error::Protocol(_)), None) => {}
             (Err(e), _) => panic!("{what}: {e}"),
             (Ok(_), _) => panic!("{what}: logged in"),
         }
     }
+}
+
+#[tokio::test]
+async fn an_ambiguous_refusal_with_a_working_master_secret_is_the_users() {
+    // The login is refused as "Authentication failed." (a name Dovecot does
+    // not allow), the probe for a plain name gets past the secret.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        for answer in [
+            &b"NO \"Authentication failed.\"\r\n"[..],
+            b"NO \"Authorization failed\"\r\n",
+        ] {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            tcp.write_all(GREETING).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = 0;
+            while buf[..got].iter().filter(|&&b| b == b'\n').count() < 2 {
+                got += tcp.read(&mut buf[got..]).await.unwrap();
+            }
+            tcp.write_all(b"OK \"Updated\"\r\n").await.unwrap();
+            tcp.write_all(answer).await.unwrap();
+        }
+    });
+    let t = target(address);
+    let result = master_login(&t, client(), "bad name@example.com").await;
+    assert!(matches!(
+        result,
+        Err(Error::Refused {
+            by: crate::upstream::Refusal::User,
+            ..
+        })
+    ));
+    assert_eq!(t.master_proof.recent(), Some(true));
 }
 
 #[tokio::test]
