@@ -135,3 +135,45 @@ fn limits_and_timeouts_answer_in_managesieve() {
     assert_eq!(c.expect_line(), "BYE \"Disconnected for inactivity.\"");
     assert_eq!(c.line(), None);
 }
+
+#[test]
+fn dovecot_refusing_the_user_is_an_authentication_failure() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    // "noemail" is a provider account with no Dovecot mailbox.
+    opts.imap_identity = "username";
+    opts.directory = opts
+        .directory
+        .replace("required-scope = \"email\"", "required-scope = \"profile\"");
+    let proxy = Proxy::start(&peers, &opts);
+    let token = mint_token(&peers, "noemail", SCOPE, 300);
+    let (mut c, _) = sieve_tls(&peers, &proxy);
+    c.send(&format!(
+        "AUTHENTICATE \"OAUTHBEARER\" \"{}\"\r\n",
+        oauthbearer(None, &token)
+    ));
+    assert_eq!(
+        c.expect_line(),
+        "NO \"The mail server does not accept this account.\""
+    );
+    c.send("NOOP\r\n");
+    assert_eq!(c.expect_line(), "OK \"Done\"");
+    proxy.wait_log("refused noemail");
+}
+
+#[test]
+fn a_wrong_master_secret_is_trylater_with_an_error_log() {
+    let peers = peers_read();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.imap_master_secret = Some("not-the-master-secret".into());
+    let proxy = Proxy::start(&peers, &opts);
+    let token = mint_token(&peers, "alice", SCOPE, 300);
+    let (mut c, _) = sieve_tls(&peers, &proxy);
+    c.send(&format!(
+        "AUTHENTICATE \"OAUTHBEARER\" \"{}\"\r\n",
+        oauthbearer(None, &token)
+    ));
+    let reply = c.expect_line();
+    assert!(reply.starts_with("NO (TRYLATER)"), "{reply}");
+    proxy.wait_log("refused the proxy's own credentials");
+}
