@@ -356,10 +356,14 @@ impl Proxy {
             opts.pre_auth_timeout,
             opts.limits
         );
+        // The listeners whose ports are given (a caller may name only some).
         for (name, protocol, tls, upstream) in LISTENERS {
+            let Some(port) = ports.get(*name) else {
+                continue;
+            };
             c.push_str(&format!(
-                "[listener.{name}]\nprotocol = \"{protocol}\"\nbind = \"127.0.0.1:{}\"\ntls = \"{tls}\"\ndirectory = {}\nupstream = \"{upstream}\"\npassword-passthrough = {}\n{}\n",
-                ports[*name], opts.listener_directories, opts.passthrough, opts.listener_extra
+                "[listener.{name}]\nprotocol = \"{protocol}\"\nbind = \"127.0.0.1:{port}\"\ntls = \"{tls}\"\ndirectory = {}\nupstream = \"{upstream}\"\npassword-passthrough = {}\n{}\n",
+                opts.listener_directories, opts.passthrough, opts.listener_extra
             ));
         }
         let imap_addr = opts
