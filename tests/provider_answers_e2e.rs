@@ -23,7 +23,7 @@ const INVALID: &str = "535 5.7.8 Authentication credentials invalid";
 
 fn introspect_directory(url: &str, auth: &str) -> String {
     format!(
-        "type = \"oidc\"\ntimeout = \"5s\"\nendpoint.url = \"{url}\"\nendpoint.method = \"introspect\"\n{auth}fields.email = \"email\"\nfields.username = \"username\"\n"
+        "type = \"oidc\"\ntimeout = \"5s\"\nendpoint.url = \"{url}\"\nendpoint.method = \"introspect\"\nrequired-scope = \"email\"\n{auth}fields.email = \"email\"\nfields.username = \"username\"\n"
     )
 }
 
@@ -226,7 +226,7 @@ fn answers_the_provider_cannot_be_made_to_give() {
         let url = format!("http://127.0.0.1:{}/x", fake_endpoint(*status, header));
         let mut opts = ProxyOptions::new(&peers);
         opts.directory = format!(
-            "type = \"oidc\"\ntimeout = \"3s\"\nendpoint.url = \"{url}\"\nendpoint.method = \"{method}\"\nauth.method = \"{auth}\"\nfields.email = \"email\"\n"
+            "type = \"oidc\"\ntimeout = \"3s\"\nendpoint.url = \"{url}\"\nendpoint.method = \"{method}\"\nauth.method = \"{auth}\"\nrequired-scope = \"email\"\nfields.email = \"email\"\n"
         );
         let proxy = Proxy::start(&peers, &opts);
         let mut c = connect(&peers, &proxy);
