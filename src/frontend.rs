@@ -32,6 +32,7 @@ pub fn of(protocol: Protocol) -> &'static Frontend {
     match protocol {
         Protocol::Imap => &crate::imap::FRONTEND,
         Protocol::Smtp => &crate::smtp::FRONTEND,
+        Protocol::Pop3 => &crate::pop3::FRONTEND,
         Protocol::ManageSieve => &crate::managesieve::FRONTEND,
     }
 }

@@ -45,6 +45,7 @@ pub mod login;
 pub mod managesieve;
 pub mod metrics;
 pub mod notify;
+pub mod pop3;
 pub mod proxy_protocol;
 pub mod relay;
 pub mod sasl;

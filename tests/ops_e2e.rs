@@ -202,7 +202,7 @@ fn broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
     let good = std::fs::read_to_string(&proxy.config_path).unwrap();
     for broken in [
         "[server\nthis is not TOML".to_string(),
-        good.replace("protocol = \"imap\"", "protocol = \"pop3\""),
+        good.replace("protocol = \"imap\"", "protocol = \"nntp\""),
         good.replace(&peers.str(&["certs", "cert"]), "/nonexistent/cert.pem"),
     ] {
         std::fs::write(&proxy.config_path, broken).unwrap();
@@ -222,7 +222,7 @@ fn broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
         );
     }
     let log = proxy.log();
-    assert!(log.contains("`pop3` is not one of"), "{log}");
+    assert!(log.contains("`nntp` is not one of"), "{log}");
     assert!(log.contains("/nonexistent/cert.pem"), "{log}");
 }
 

@@ -7,18 +7,25 @@ use super::*;
 pub enum Protocol {
     Imap,
     Smtp,
+    Pop3,
     ManageSieve,
 }
 
 impl Protocol {
     /// Every protocol, for what is built once per protocol (TLS acceptors).
-    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp, Protocol::ManageSieve];
+    pub const ALL: &'static [Protocol] = &[
+        Protocol::Imap,
+        Protocol::Smtp,
+        Protocol::Pop3,
+        Protocol::ManageSieve,
+    ];
 
     /// The name in the configuration (`protocol = "imap"`).
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Imap => "imap",
             Protocol::Smtp => "smtp",
+            Protocol::Pop3 => "pop3",
             Protocol::ManageSieve => "managesieve",
         }
     }

@@ -146,7 +146,7 @@ fn invalid_configurations_name_the_key() {
     let full = format!("{BASE}{dir}");
     let cases: Vec<(String, &str)> = vec![
         (
-            full.replace("protocol = \"imap\"", "protocol = \"pop3\""),
+            full.replace("protocol = \"imap\"", "protocol = \"nntp\""),
             "listener.imaps.protocol",
         ),
         (

@@ -6,6 +6,7 @@
 
 pub mod imap;
 pub mod managesieve;
+pub mod pop3;
 pub mod smtp;
 
 use crate::config::{TlsMode, Upstream};
@@ -246,6 +247,7 @@ pub fn strategy(protocol: crate::config::Protocol) -> &'static dyn Strategy {
     match protocol {
         Protocol::Imap => &imap::Login,
         Protocol::Smtp => &smtp::Login,
+        Protocol::Pop3 => &pop3::Login,
         Protocol::ManageSieve => &managesieve::Login,
     }
 }

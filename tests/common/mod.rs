@@ -263,6 +263,8 @@ pub struct ProxyOptions {
     pub auth_failure_delay: &'static str,
     /// Upstream IMAP address override (e.g. a dead port).
     pub imap_upstream: Option<String>,
+    /// Upstream POP3 address override.
+    pub pop3_upstream: Option<String>,
     /// Raw TOML appended to the file.
     pub extra: String,
     /// Raw TOML lines inside `[server]` (e.g. `shutdown-timeout = "5s"`).
@@ -299,6 +301,7 @@ impl ProxyOptions {
             max_auth_failures: 3,
             auth_failure_delay: "0s",
             imap_upstream: None,
+            pop3_upstream: None,
             extra: String::new(),
             server_extra: String::new(),
             env: Vec::new(),
@@ -335,6 +338,8 @@ const LISTENERS: &[(&str, &str, &str, &str)] = &[
     ("imap-plain", "imap", "none", "dovecot"),
     ("submissions", "smtp", "implicit", "postfix"),
     ("submission", "smtp", "starttls", "postfix"),
+    ("pop3s", "pop3", "implicit", "dovecot-pop3"),
+    ("pop3", "pop3", "starttls", "dovecot-pop3"),
     ("sieve-tls", "managesieve", "implicit", "dovecot-sieve"),
     ("sieve", "managesieve", "starttls", "dovecot-sieve"),
 ];
@@ -356,8 +361,8 @@ impl Proxy {
             opts.pre_auth_timeout,
             opts.limits
         );
-        // The listeners whose ports are given (a caller may name only some).
         for (name, protocol, tls, upstream) in LISTENERS {
+            // A caller may give ports for some listeners only.
             let Some(port) = ports.get(*name) else {
                 continue;
             };
@@ -382,6 +387,17 @@ impl Proxy {
             opts.imap_identity,
             opts.connect_timeout,
             opts.upstream_extra,
+        ));
+        let pop3_addr = opts
+            .pop3_upstream
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{}", peers.port(&["dovecot", "pop3_port"])));
+        c.push_str(&format!(
+            "[upstream.dovecot-pop3]\nprotocol = \"pop3\"\naddress = \"{pop3_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n\n",
+            peers.str(&["dovecot", "master_user"]),
+            peers.str(&["dovecot", "master_secret_file"]),
+            opts.imap_identity,
+            opts.connect_timeout,
         ));
         c.push_str(&format!(
             "[upstream.dovecot-sieve]\nprotocol = \"managesieve\"\naddress = \"127.0.0.1:{}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"{secret}\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n{}\n",
