@@ -33,5 +33,6 @@ pub fn of(protocol: Protocol) -> &'static Frontend {
         Protocol::Imap => &crate::imap::FRONTEND,
         Protocol::Smtp => &crate::smtp::FRONTEND,
         Protocol::Pop3 => &crate::pop3::FRONTEND,
+        Protocol::ManageSieve => &crate::managesieve::FRONTEND,
     }
 }

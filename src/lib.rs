@@ -42,6 +42,7 @@ pub mod imap;
 pub mod limits;
 pub mod line;
 pub mod login;
+pub mod managesieve;
 pub mod metrics;
 pub mod notify;
 pub mod pop3;

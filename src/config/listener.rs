@@ -8,11 +8,17 @@ pub enum Protocol {
     Imap,
     Smtp,
     Pop3,
+    ManageSieve,
 }
 
 impl Protocol {
     /// Every protocol, for what is built once per protocol (TLS acceptors).
-    pub const ALL: &'static [Protocol] = &[Protocol::Imap, Protocol::Smtp, Protocol::Pop3];
+    pub const ALL: &'static [Protocol] = &[
+        Protocol::Imap,
+        Protocol::Smtp,
+        Protocol::Pop3,
+        Protocol::ManageSieve,
+    ];
 
     /// The name in the configuration (`protocol = "imap"`).
     pub fn name(self) -> &'static str {
@@ -20,6 +26,7 @@ impl Protocol {
             Protocol::Imap => "imap",
             Protocol::Smtp => "smtp",
             Protocol::Pop3 => "pop3",
+            Protocol::ManageSieve => "managesieve",
         }
     }
 }

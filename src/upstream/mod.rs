@@ -5,6 +5,7 @@
 //! - [`smtp`]: Postfix, `XCLIENT LOGIN=` (or AUTH PLAIN as a master user).
 
 pub mod imap;
+pub mod managesieve;
 pub mod pop3;
 pub mod smtp;
 
@@ -247,6 +248,7 @@ pub fn strategy(protocol: crate::config::Protocol) -> &'static dyn Strategy {
         Protocol::Imap => &imap::Login,
         Protocol::Smtp => &smtp::Login,
         Protocol::Pop3 => &pop3::Login,
+        Protocol::ManageSieve => &managesieve::Login,
     }
 }
 

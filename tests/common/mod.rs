@@ -282,13 +282,14 @@ pub struct ProxyOptions {
     pub listener_directories: String,
     /// Raw TOML added to every listener block (e.g. `password-tokens = true`).
     pub listener_extra: String,
-    /// `identity` of the Dovecot upstream ("email" by default).
+    /// `identity` of the Dovecot upstreams, IMAP and ManageSieve ("email" by default).
     pub imap_identity: &'static str,
-    /// `login.secret` of the Dovecot upstream instead of the master secret's file.
+    /// `login.secret` of the Dovecot upstreams (IMAP and ManageSieve)
+    /// instead of the master secret's file.
     pub imap_master_secret: Option<String>,
     /// Raw TOML added to `[server.tls]` (e.g. `session-tickets = 0`).
     pub tls_extra: String,
-    /// Raw TOML added to both upstream blocks (e.g. `identity-case = "lower"`).
+    /// Raw TOML added to every upstream block (e.g. `identity-case = "lower"`).
     pub upstream_extra: String,
 }
 
@@ -339,6 +340,8 @@ const LISTENERS: &[(&str, &str, &str, &str)] = &[
     ("submission", "smtp", "starttls", "postfix"),
     ("pop3s", "pop3", "implicit", "dovecot-pop3"),
     ("pop3", "pop3", "starttls", "dovecot-pop3"),
+    ("sieve-tls", "managesieve", "implicit", "dovecot-sieve"),
+    ("sieve", "managesieve", "starttls", "dovecot-sieve"),
 ];
 
 impl Proxy {
@@ -395,6 +398,14 @@ impl Proxy {
             peers.str(&["dovecot", "master_secret_file"]),
             opts.imap_identity,
             opts.connect_timeout,
+        ));
+        c.push_str(&format!(
+            "[upstream.dovecot-sieve]\nprotocol = \"managesieve\"\naddress = \"127.0.0.1:{}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"{secret}\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n{}\n",
+            peers.port(&["dovecot", "managesieve_port"]),
+            peers.str(&["dovecot", "master_user"]),
+            opts.imap_identity,
+            opts.connect_timeout,
+            opts.upstream_extra,
         ));
         let smtp_port = peers.info["postfix"]["smtp_port"].as_u64().unwrap_or(1);
         c.push_str(&format!(
