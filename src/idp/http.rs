@@ -42,7 +42,20 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response,
         .acquire()
         .await
         .map_err(|_| Error::Unavailable("provider request queue closed".into()))?;
-    request.send().await.map_err(|e| {
+    // A pooled keep-alive connection the provider closed just as it was
+    // reused (Node's default keep-alive is 5 s, ours 90 s) fails the
+    // request without any answer: that one is tried again, once, on a
+    // fresh connection. Provider requests are reads, safe to repeat.
+    let again = request.try_clone();
+    let first = request.send().await;
+    let result = match (first, again) {
+        (Err(e), Some(again)) if is_stale_connection(&e) => {
+            tracing::debug!("provider connection closed under a request, retrying once: {e}");
+            again.send().await
+        }
+        (r, _) => r,
+    };
+    result.map_err(|e| {
         if e.is_timeout() {
             Error::Unavailable("provider timed out".into())
         } else {
@@ -50,6 +63,12 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response,
             Error::Unavailable(format!("provider unreachable: {}", e.without_url()))
         }
     })
+}
+
+/// An error on a connection that existed (not a refused or timed-out
+/// connect, not a timeout): what a stale keep-alive connection gives.
+fn is_stale_connection(e: &reqwest::Error) -> bool {
+    e.is_request() && !e.is_connect() && !e.is_timeout()
 }
 
 /// Reads a JSON object body of at most [`MAX_BODY`] bytes.

@@ -8,6 +8,7 @@ pub mod imap;
 pub mod managesieve;
 pub mod pop3;
 pub mod smtp;
+mod smtp_extensions;
 
 use crate::config::{TlsMode, Upstream};
 use crate::stream::{MaybeTls, UpstreamStream};

@@ -2,8 +2,10 @@
 use super::*;
 use crate::config::{IdentityField, Upstream};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 fn client(peer: &str) -> ClientInfo {
     ClientInfo {

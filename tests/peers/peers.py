@@ -57,7 +57,7 @@ PROVIDER_SCRIPT = OIDC_DIR / "provider.mjs"
 MAKE_CERTS = REPO / "certs" / "make-test-certs.sh"
 
 HOST = "127.0.0.1"
-READY_TIMEOUT = 20.0  # seconds for one peer to become ready
+READY_TIMEOUT = 60.0  # seconds for one peer to become ready (Node on a busy machine)
 STOP_TIMEOUT = 10.0  # seconds for one peer to stop before SIGKILL
 MASTER_USER = "proxy"
 VERBOSE = bool(os.environ.get("PEERS_VERBOSE"))  # timings on stderr
