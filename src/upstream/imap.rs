@@ -246,24 +246,11 @@ pub async fn master_login(
         Reply::No { tagged_text, .. } => tagged_text,
     };
     let reply = printable(&tagged_text);
-    let by = match refusal(&tagged_text) {
-        Some(Refusal::User) => {
-            target.master_proof.record(true);
-            Refusal::User
-        }
-        Some(by) => by,
-        None => {
-            let accepted = match target.master_proof.recent() {
-                Some(known) => known,
-                None => master_credentials_accepted(target, client, username, secret).await?,
-            };
-            if accepted {
-                Refusal::User
-            } else {
-                Refusal::Proxy
-            }
-        }
-    };
+    let probe = master_credentials_accepted(target, client, username, secret);
+    let by = target
+        .master_proof
+        .settle(refusal(&tagged_text), probe)
+        .await?;
     Err(Error::Refused { reply, by })
 }
 
@@ -280,6 +267,32 @@ impl MasterProof {
 
     pub fn record(&self, accepted: bool) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), accepted));
+    }
+
+    /// Whose credentials a refused master login was refused for: `known`
+    /// when the reply said so (the user's proves the secret good), else
+    /// what the recent proof or, without one, `probe` says.
+    pub async fn settle(
+        &self,
+        known: Option<Refusal>,
+        probe: impl std::future::Future<Output = Result<bool, Error>>,
+    ) -> Result<Refusal, Error> {
+        let accepted = match known {
+            Some(Refusal::User) => {
+                self.record(true);
+                return Ok(Refusal::User);
+            }
+            Some(by) => return Ok(by),
+            None => match self.recent() {
+                Some(known) => known,
+                None => probe.await?,
+            },
+        };
+        Ok(if accepted {
+            Refusal::User
+        } else {
+            Refusal::Proxy
+        })
     }
 
     pub fn recent(&self) -> Option<bool> {

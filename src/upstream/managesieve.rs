@@ -262,24 +262,11 @@ pub async fn master_login(
         }
         Reply::No { line, response } => (line, response),
     };
-    let by = match refusal(&response) {
-        Some(Refusal::User) => {
-            target.master_proof.record(true);
-            Refusal::User
-        }
-        Some(by) => by,
-        None => {
-            let accepted = match target.master_proof.recent() {
-                Some(known) => known,
-                None => master_credentials_accepted(target, client, username, secret).await?,
-            };
-            if accepted {
-                Refusal::User
-            } else {
-                Refusal::Proxy
-            }
-        }
-    };
+    let probe = master_credentials_accepted(target, client, username, secret);
+    let by = target
+        .master_proof
+        .settle(refusal(&response), probe)
+        .await?;
     Err(Error::Refused {
         reply: super::printable(&line),
         by,

@@ -181,24 +181,8 @@ async fn master_login(target: &Target, client: ClientInfo, user: &str) -> Result
         }
         Reply::Err(line) => line,
     };
-    let by = match refusal(&line) {
-        Some(Refusal::User) => {
-            target.master_proof.record(true);
-            Refusal::User
-        }
-        Some(by) => by,
-        None => {
-            let accepted = match target.master_proof.recent() {
-                Some(known) => known,
-                None => master_credentials_accepted(target, client, username, secret).await?,
-            };
-            if accepted {
-                Refusal::User
-            } else {
-                Refusal::Proxy
-            }
-        }
-    };
+    let probe = master_credentials_accepted(target, client, username, secret);
+    let by = target.master_proof.settle(refusal(&line), probe).await?;
     Err(Error::Refused {
         reply: printable(&line),
         by,
