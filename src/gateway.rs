@@ -7,6 +7,7 @@ use crate::config::{self, Limits};
 use crate::idp::{self, Directories, Rejection};
 use crate::sasl::{self, challenge, Mechanism};
 use crate::secret::Secret;
+use crate::sessions::{Grant, How, Registry};
 use crate::upstream::{self, ClientInfo, LoggedIn, LoginContext, Refusal, Target};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
@@ -22,6 +23,8 @@ pub struct Service {
     pub tls: Option<TlsAcceptor>,
     /// Connection counts and the failure penalty, shared by all listeners.
     pub limiter: Arc<crate::limits::Limiter>,
+    /// The live relayed sessions, shared by all listeners and reloads.
+    pub sessions: Arc<Registry>,
 }
 
 /// Why a login did not succeed. Each front-end maps this to its replies in
@@ -100,6 +103,8 @@ pub struct PasswordToken<'a> {
 pub struct Success {
     pub user: String,
     pub upstream: LoggedIn,
+    /// What the session registry keeps about the credential.
+    pub grant: Grant,
 }
 
 impl Service {
@@ -164,7 +169,7 @@ impl Service {
             reason: format!("malformed {} message: {e}", mech.name()),
             directory: None,
         })?;
-        self.token_login(ctx, creds.authzid.as_deref(), &creds.token)
+        self.token_login(ctx, creds.authzid.as_deref(), &creds.token, How::Token)
             .await
     }
 
@@ -203,7 +208,10 @@ impl Service {
             (Ok(_), Some(a)) if !a.is_empty() && !a.eq_ignore_ascii_case(username) => Err(refused(
                 "PLAIN authorization identity differs from the user name",
             )),
-            (Ok(user), _) => self.token_login(ctx, Some(user), token).await,
+            (Ok(user), _) => {
+                self.token_login(ctx, Some(user), token, How::PasswordToken)
+                    .await
+            }
         };
         self.verdict(ctx.client, mechanism, &result);
         result
@@ -214,6 +222,7 @@ impl Service {
         ctx: LoginContext<'_>,
         authzid: Option<&str>,
         token: &Secret,
+        how: How,
     ) -> Result<Success, Failure> {
         // A penalised address waits before its token reaches the provider.
         let wait = self.limiter.penalty(ctx.client.peer.ip());
@@ -239,12 +248,20 @@ impl Service {
             }
         })?;
         let user = self.upstream_user(&identity, authzid, index)?;
+        let grant = match self.directories.get(index) {
+            Some(v) => Grant::token(how, v.clone(), token, &identity),
+            None => Grant::passthrough(),
+        };
         let strategy = upstream::strategy(self.listener.protocol);
         let login = strategy.token_login(&self.upstream, ctx, &user);
         let logged_in = upstream::bounded(&self.upstream, login).await;
         let name = &self.upstream.config.name;
         match logged_in {
-            Ok(upstream) => Ok(Success { user, upstream }),
+            Ok(upstream) => Ok(Success {
+                user,
+                upstream,
+                grant,
+            }),
             Err(upstream::Error::Refused { reply, by }) => Err(match by {
                 Refusal::User => {
                     Failure::UpstreamRefused(format!("upstream {name} refused {user}: {reply}"))
@@ -316,6 +333,8 @@ pub struct Outcome {
     /// Why the last login attempt failed, if one did (never a secret).
     pub last_failure: Option<String>,
     pub relayed: Option<crate::relay::Bytes>,
+    /// The credential facts of a successful login, for the session registry.
+    pub grant: Option<Grant>,
 }
 
 impl Outcome {

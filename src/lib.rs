@@ -26,6 +26,9 @@
 //! - [`upstream`]: connecting and logging in to Dovecot / Postfix, one login
 //!   strategy per protocol behind [`upstream::Strategy`].
 //! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
+//! - [`control`]: the local administration socket and its commands (`who`, `kick`).
+//! - [`sessions`]: the registry of relayed sessions (`who`, `kick`),
+//!   re-validation of their tokens, ending them when access ends.
 //! - [`relay`]: copying the logged-in session both ways, idle timeout.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers in (from load
 //!   balancers) and v2 out (to upstreams).
@@ -35,6 +38,7 @@
 
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod frontend;
 pub mod gateway;
 pub mod idp;
@@ -51,6 +55,7 @@ pub mod relay;
 pub mod sasl;
 pub mod secret;
 pub mod server;
+pub mod sessions;
 pub mod smtp;
 pub mod stream;
 pub mod tls;

@@ -3,6 +3,7 @@ use oauthbearer_proxy::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod admin;
 mod verify_token;
 
 const DEFAULT_CONFIG: &str = "/etc/oauthbearer-proxy/config.toml";
@@ -41,6 +42,26 @@ enum Command {
         /// The token; read from standard input when omitted.
         token: Option<String>,
     },
+    /// List the relayed sessions of the running proxy (over its
+    /// `server.control-socket`).
+    Who {
+        /// One JSON object per session instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End relayed sessions of the running proxy: a user's, a token
+    /// subject's or a client address's. Prints how many were ended.
+    Kick {
+        /// The user name the sessions logged in as.
+        #[arg(required_unless_present_any = ["sub", "ip"], conflicts_with_all = ["sub", "ip"])]
+        user: Option<String>,
+        /// The token subject (`sub`).
+        #[arg(long, conflicts_with = "ip")]
+        sub: Option<String>,
+        /// The client address.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +93,11 @@ fn main() -> ExitCode {
         },
         Some(Command::VerifyToken { directory, token }) => {
             verify_token::run(&config, &directory, token)
+        }
+        Some(Command::Who { json }) => admin::who(&config, &cli.config, json),
+        Some(Command::Kick { user, sub, ip }) => {
+            let target = oauthbearer_proxy::control::Target { user, sub, ip };
+            admin::kick(&config, &cli.config, target)
         }
         None => run(config, cli.config),
     }

@@ -51,6 +51,13 @@ pub struct BytesLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionEndLabels {
+    pub listener: String,
+    /// `revoked`, `expired`, `logout`, `kicked`, `unverified`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: String,
 }
@@ -67,6 +74,7 @@ pub struct Metrics {
     pub upstream_connect_errors: Family<UpstreamLabels, Counter>,
     pub relayed_bytes: Family<BytesLabels, Counter>,
     pub reloads: Family<ResultLabels, Counter>,
+    pub sessions_ended: Family<SessionEndLabels, Counter>,
     registry: Mutex<Registry>,
 }
 
@@ -87,6 +95,7 @@ impl Metrics {
             upstream_connect_errors: Family::default(),
             relayed_bytes: Family::default(),
             reloads: Family::default(),
+            sessions_ended: Family::default(),
             registry: Mutex::new(Registry::with_prefix("oauthbearer_proxy")),
         };
         {
@@ -136,6 +145,11 @@ impl Metrics {
                 "Configuration reloads (SIGHUP) by result",
                 m.reloads.clone(),
             );
+            r.register(
+                "sessions_ended",
+                "Relayed sessions the proxy ended because access ended, by reason",
+                m.sessions_ended.clone(),
+            );
         }
         m
     }
@@ -163,6 +177,15 @@ impl Metrics {
                 listener: listener.to_string(),
                 mechanism: mechanism.to_string(),
                 result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn session_ended(&self, listener: &str, reason: &str) {
+        self.sessions_ended
+            .get_or_create(&SessionEndLabels {
+                listener: listener.to_string(),
+                reason: reason.to_string(),
             })
             .inc();
     }

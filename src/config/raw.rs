@@ -31,6 +31,8 @@ pub struct RawServer {
     pub metrics: Option<RawMetrics>,
     /// Session threads (default: one per CPU).
     pub workers: Option<i64>,
+    /// The local administration socket (`who`, `kick`).
+    pub control_socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +159,23 @@ pub struct RawDirectory {
     /// Accept tokens without a required audience or scope (loudly).
     pub allow_any_audience: Option<bool>,
     pub cache: Option<RawCache>,
+    /// `session.revalidate`, `session.at-expiry`.
+    pub session: Option<RawSession>,
+    /// `backchannel-logout.audience`.
+    pub backchannel_logout: Option<RawBackchannelLogout>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSession {
+    pub revalidate: Option<String>,
+    pub at_expiry: Option<super::session::AtExpiry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawBackchannelLogout {
+    pub audience: String,
 }
 
 #[derive(Debug, Deserialize)]

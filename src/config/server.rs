@@ -15,6 +15,8 @@ pub struct Server {
     pub workers: usize,
     /// Where Prometheus scrapes `/metrics` (and `/healthz`), if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The local administration socket (`who`, `kick`), if any.
+    pub control_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +179,15 @@ pub(super) fn server(raw: raw::RawServer) -> Result<Server> {
             ))
         }
     };
+    let control_socket = match raw.control_socket {
+        Some(p) if !p.starts_with('/') => {
+            return Err(ConfigError::new(
+                "server.control-socket",
+                format!("`{p}` is not an absolute path"),
+            ))
+        }
+        p => p.map(PathBuf::from),
+    };
     Ok(Server {
         hostname,
         tls,
@@ -185,6 +196,7 @@ pub(super) fn server(raw: raw::RawServer) -> Result<Server> {
         shutdown_timeout,
         metrics,
         workers,
+        control_socket,
     })
 }
 

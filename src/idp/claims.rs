@@ -8,7 +8,7 @@ use super::{Error, Rejection};
 use crate::config::{Fields, IdentityCase, IdentityField};
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Identity {
     pub username: Option<String>,
     pub email: Option<String>,
@@ -17,6 +17,15 @@ pub struct Identity {
     /// unverified email is never a login identity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
+    /// The token's subject, session id (OpenID `sid`) and expiry, where the
+    /// provider's answer names them: what back-channel logout, `who` and
+    /// `session.at-expiry` go by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
 }
 
 impl Identity {
@@ -95,8 +104,20 @@ pub fn identity(claims: &Map<String, Value>, fields: &Fields) -> Result<Identity
             .get("email_verified")
             .filter(|v| !v.is_null())
             .map(|_| !super::hygiene::email_unverified(claims)),
+        sub: text_claim(claims, "sub"),
+        sid: text_claim(claims, "sid"),
+        exp: claims.get("exp").and_then(Value::as_i64),
     };
     Ok(identity)
+}
+
+/// A string claim, bounded and printable (it is logged and listed).
+fn text_claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    claims
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| s.len() <= 255 && !s.chars().any(char::is_control))
+        .map(str::to_string)
 }
 
 /// A user name that is safe to put into an IMAP or SMTP command.

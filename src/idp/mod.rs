@@ -249,6 +249,34 @@ impl Validator {
         Ok(identity)
     }
 
+    /// Asks the provider about `token` again, past the cache (session
+    /// re-validation). A refusal is remembered in the cache, so the next
+    /// login with the token is refused too.
+    pub async fn recheck(&self, token: &Secret) -> Result<(), Error> {
+        match self.check(token).await {
+            Ok(_) => Ok(()),
+            Err(Error::Rejected(r)) => {
+                if let Some(cache) = &self.cache {
+                    cache.refuse(cache::key(token.expose()), r.clone()).await;
+                }
+                Err(Error::Rejected(r))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drops the cached validations of `sub` (after a back-channel logout).
+    pub fn forget_subject(&self, sub: &str) {
+        if let Some(cache) = &self.cache {
+            cache.forget_subject(sub);
+        }
+    }
+
+    /// The directory's configuration (session policy, logout, issuer).
+    pub fn config(&self) -> &Directory {
+        &self.directory
+    }
+
     /// Validates without the cache and returns the claims too.
     pub async fn inspect(&self, token: &Secret, need: IdentityField) -> Result<Inspection, Error> {
         let (identity, claims) = self.check(token).await?;

@@ -268,6 +268,7 @@ async fn succeeded<W: Wire>(
     success: Success,
 ) -> io::Result<After> {
     st.outcome.user = Some(success.user);
+    st.outcome.grant = Some(success.grant);
     st.outcome.last_failure = None;
     client
         .send(&ctx.wire.logged_in(&success.upstream.reply))
@@ -334,6 +335,7 @@ async fn passthrough<W: Wire>(
     match reply {
         Ok(PasswordReply::Accepted(up)) => {
             st.outcome.last_failure = None;
+            st.outcome.grant = Some(crate::sessions::Grant::passthrough());
             client.send(&ctx.wire.logged_in(&up.reply)).await?;
             Ok(After::LoggedIn(client, Box::new(up)))
         }

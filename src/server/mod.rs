@@ -63,6 +63,12 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
         tracing::info!(address = %addr, "serving metrics");
         tokio::spawn(crate::metrics::serve(socket));
     }
+    if let Some(path) = &config.server.control_socket {
+        let socket = crate::control::server::bind(path).await?;
+        tracing::info!(path = %path.display(), "serving the control socket (who, kick)");
+        let registry = crate::sessions::Registry::shared();
+        tokio::spawn(crate::control::server::serve(socket, registry));
+    }
     let notifier = crate::notify::Notifier::from_env().map(Arc::new);
     if let Some(n) = &notifier {
         n.send(&format!("READY=1\nSTATUS={}", server.sessions.status()));
