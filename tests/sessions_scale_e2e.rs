@@ -14,7 +14,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const SCOPE: &str = "openid email profile";
-const EVERY: Duration = Duration::from_secs(10);
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
