@@ -191,6 +191,15 @@ pub(super) fn endpoint(
                 .take()
                 .and_then(|j| j.allow_untyped)
                 .unwrap_or(false);
+            if raw.auth.is_some() {
+                if raw.issuer.is_none() {
+                    return Err(ConfigError::new(
+                        key("issuer"),
+                        "is required with auth.* on a \"jwt\" directory (the introspection endpoint comes from its discovery)",
+                    ));
+                }
+                settings.introspect = Some(introspect_auth(name, raw.auth.take())?);
+            }
             Endpoint::Jwt(settings)
         }
         other => {

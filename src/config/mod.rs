@@ -20,6 +20,8 @@ mod listener;
 pub mod raw;
 mod server;
 mod session;
+#[cfg(test)]
+mod session_tests;
 pub mod units;
 mod upstream;
 mod values;

@@ -30,6 +30,7 @@ pub mod jwks;
 pub mod jwt;
 #[cfg(test)]
 mod jwt_tests;
+mod recheck;
 pub mod stats;
 pub mod userinfo;
 
@@ -249,26 +250,13 @@ impl Validator {
         Ok(identity)
     }
 
-    /// Asks the provider about `token` again, past the cache (session
-    /// re-validation). A refusal is remembered in the cache, so the next
-    /// login with the token is refused too.
-    pub async fn recheck(&self, token: &Secret) -> Result<(), Error> {
-        match self.check(token).await {
-            Ok(_) => Ok(()),
-            Err(Error::Rejected(r)) => {
-                if let Some(cache) = &self.cache {
-                    cache.refuse(cache::key(token.expose()), r.clone()).await;
-                }
-                Err(Error::Rejected(r))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Drops the cached validations of `sub` (after a back-channel logout).
-    pub fn forget_subject(&self, sub: &str) {
-        if let Some(cache) = &self.cache {
-            cache.forget_subject(sub);
+    /// What an introspection answer must say for this directory.
+    fn introspect_expect(&self) -> introspect::Expect<'_> {
+        introspect::Expect {
+            required_scope: self.directory.required_scope.as_deref(),
+            audience: self.directory.audience.as_deref(),
+            issuer: self.directory.issuer.as_deref(),
+            leeway_secs: self.directory.clock_skew.as_secs() as i64,
         }
     }
 
@@ -308,16 +296,7 @@ impl Validator {
                 let claims = self
                     .timed(introspect::fetch(&self.http, &url, auth, token))
                     .await?;
-                introspect::check(
-                    &claims,
-                    cache::unix_now(),
-                    &introspect::Expect {
-                        required_scope: self.directory.required_scope.as_deref(),
-                        audience: self.directory.audience.as_deref(),
-                        issuer: self.directory.issuer.as_deref(),
-                        leeway_secs: self.directory.clock_skew.as_secs() as i64,
-                    },
-                )?;
+                introspect::check(&claims, cache::unix_now(), &self.introspect_expect())?;
                 claims
             }
         };
