@@ -71,7 +71,11 @@ fn bad_session_keys_are_named() {
             "session.revalidate = \"500ms\"\n",
             "directory.idp.session.revalidate",
         ),
-        ("", "session.at-expiry = \"later\"\n", "expected `keep` or `end`"),
+        (
+            "",
+            "session.at-expiry = \"later\"\n",
+            "expected `keep` or `end`",
+        ),
         (
             "control-socket = \"control.sock\"\n",
             "",

@@ -422,3 +422,8 @@ impl Directories {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+#[cfg(test)]
+use tests as tests_support;
+#[cfg(test)]
+#[path = "recheck_tests.rs"]
+mod recheck_tests;
