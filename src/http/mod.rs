@@ -84,3 +84,6 @@ async fn get_only() -> axum::response::Response {
 async fn post_only() -> axum::response::Response {
     plain(StatusCode::METHOD_NOT_ALLOWED, "POST only\n")
 }
+
+#[cfg(test)]
+mod tests;
