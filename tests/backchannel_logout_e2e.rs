@@ -23,7 +23,7 @@ const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// (its keys come from the issuer's discovery `jwks_uri`).
 fn directory(peers: &Peers) -> String {
     format!(
-        "{}issuer = \"{}\"\nbackchannel-logout.audience = \"{CLIENT}\"\n",
+        "{}issuer = \"{}\"\nbackchannel-logout.audience = \"{CLIENT}\"\ncache.ttl = \"5m\"\n",
         userinfo_directory(peers),
         peers.str(&["oidc", "issuer"])
     )
@@ -40,13 +40,16 @@ fn start(peers: &Peers) -> (Proxy, u16) {
 
 /// An IMAP session through the proxy, logged in with a fresh token of `sub`.
 fn session(peers: &Peers, proxy: &Proxy, sub: &str) -> Raw {
-    let token = mint_token(peers, sub, SCOPE, 300);
+    session_with(peers, proxy, sub, &mint_token(peers, sub, SCOPE, 300))
+}
+
+fn session_with(peers: &Peers, proxy: &Proxy, sub: &str, token: &str) -> Raw {
     let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
     c.expect_line();
     let user = format!("{sub}@example.com");
     c.send(&format!(
         "a AUTHENTICATE OAUTHBEARER {}\r\n",
-        oauthbearer(Some(&user), &token)
+        oauthbearer(Some(&user), token)
     ));
     let done = c.until("a ");
     let last = done.last().cloned().unwrap_or_default();
@@ -125,7 +128,8 @@ fn the_providers_logout_of_alice_ends_her_session_and_not_bobs() {
     let set = json!({"client_id": CLIENT, "backchannel_logout_uri": uri});
     admin_post(&peers, "/client", &set);
 
-    let mut alice = session(&peers, &proxy, "alice");
+    let alice_token = mint_token(&peers, "alice", SCOPE, 300);
+    let mut alice = session_with(&peers, &proxy, "alice", &alice_token);
     let mut bob = session(&peers, &proxy, "bob");
     assert_works(&mut alice, "s");
     alice.send("i IDLE\r\n");
@@ -164,6 +168,20 @@ fn the_providers_logout_of_alice_ends_her_session_and_not_bobs() {
         line.contains("alice") && line.contains("sessions=1"),
         "{line}"
     );
+
+    // Alice's cached token result was dropped: her next login (the same
+    // token, still valid at the provider) asks the provider again.
+    let userinfo = |p: &Peers| provider_stats(p)["userinfo"].as_u64().unwrap_or(0);
+    let before = userinfo(&peers);
+    drop(session_with(&peers, &proxy, "alice", &alice_token));
+    assert_eq!(
+        userinfo(&peers),
+        before + 1,
+        "the login was answered from the cache"
+    );
+    let before = userinfo(&peers);
+    drop(session_with(&peers, &proxy, "alice", &alice_token));
+    assert_eq!(userinfo(&peers), before, "the cache is in use");
 }
 
 #[test]
