@@ -32,7 +32,9 @@
 //! - [`relay`]: copying the logged-in session both ways, idle timeout.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers in (from load
 //!   balancers) and v2 out (to upstreams).
-//! - [`metrics`]: Prometheus counters and the `/metrics` endpoint.
+//! - [`http`]: the one HTTP listener: `/metrics`, `/healthz`, OpenID
+//!   Connect back-channel logout.
+//! - [`metrics`]: the Prometheus counters.
 //! - [`notify`]: systemd's notification protocol (READY, STATUS, WATCHDOG).
 #![forbid(unsafe_code)]
 
@@ -41,6 +43,7 @@ pub mod config;
 pub mod control;
 pub mod frontend;
 pub mod gateway;
+pub mod http;
 pub mod idp;
 pub mod imap;
 pub mod limits;

@@ -28,7 +28,10 @@ pub struct RawServer {
     pub log_format: Option<String>,
     /// How long a graceful stop waits for sessions to finish.
     pub shutdown_timeout: Option<String>,
-    pub metrics: Option<RawMetrics>,
+    /// The HTTP listener (`/metrics`, `/healthz`, back-channel logout).
+    pub http: Option<RawHttp>,
+    /// The older name of `http` (an alias).
+    pub metrics: Option<RawHttp>,
     /// Session threads (default: one per CPU).
     pub workers: Option<i64>,
     /// The local administration socket (`who`, `kick`).
@@ -37,7 +40,7 @@ pub struct RawServer {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMetrics {
+pub struct RawHttp {
     pub bind: String,
 }
 
