@@ -26,6 +26,7 @@
 //! - [`upstream`]: connecting and logging in to Dovecot / Postfix, one login
 //!   strategy per protocol behind [`upstream::Strategy`].
 //! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
+//! - [`apppass`]: app passwords (interface shared by the site and the login path).
 //! - [`control`]: the local administration socket and its commands (`who`, `kick`).
 //! - [`sessions`]: the registry of relayed sessions (`who`, `kick`),
 //!   re-validation of their tokens, ending them when access ends.
@@ -38,6 +39,7 @@
 //! - [`notify`]: systemd's notification protocol (READY, STATUS, WATCHDOG).
 #![forbid(unsafe_code)]
 
+pub mod apppass;
 pub mod client;
 pub mod config;
 pub mod control;
