@@ -144,7 +144,9 @@ class BenchDovecot(P.Dovecot):
                     f"Subject: bench message {i}\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
                     f"Message-ID: <bench-{i}@example.com>\r\n\r\n")
             data = (head + bodies[i % len(bodies)])[:size - 2] + "\r\n"
-            path = maildir / "cur" / f"{stamp}.M{i}P0.bench,S={len(data)}:2,S"
+            # W= (the size with CRLF line ends, the file's own here) as Dovecot
+            # names delivered mail: POP3 needs it and would read every message.
+            path = maildir / "cur" / f"{stamp}.M{i}P0.bench,S={len(data)},W={len(data)}:2,S"
             path.write_bytes(data.encode())
             os.chown(path, mail.pw_uid, mail.pw_gid)
         self.messages = count
