@@ -25,6 +25,8 @@
 //!   JWT with JWKS and discovery), the token cache and its counters.
 //! - [`upstream`]: connecting and logging in to Dovecot / Postfix, one login
 //!   strategy per protocol behind [`upstream::Strategy`].
+//! - [`backends`]: several backends per upstream: routing (hash, claim,
+//!   map), health checks, failover, per-backend metrics.
 //! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
 //! - [`relay`]: copying the logged-in session both ways, idle timeout.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers in (from load
@@ -33,6 +35,7 @@
 //! - [`notify`]: systemd's notification protocol (READY, STATUS, WATCHDOG).
 #![forbid(unsafe_code)]
 
+pub mod backends;
 pub mod client;
 pub mod config;
 pub mod frontend;

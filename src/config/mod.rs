@@ -10,6 +10,8 @@
 //! (durations, URLs, secrets), [`hygiene`] (which tokens a directory
 //! accepts, identity case); [`raw`] mirrors the file.
 
+mod backends;
+mod backends_map;
 mod cache;
 mod directory;
 pub mod hygiene;
@@ -23,6 +25,7 @@ pub mod units;
 mod upstream;
 mod values;
 
+pub use backends::{Backend, Backends, Fallback, Health, Routing, UserMap};
 pub use cache::CacheSettings;
 use directory::check_url;
 pub use directory::{Directory, Endpoint, Fields, IntrospectAuth};
@@ -96,7 +99,7 @@ impl Config {
 
     pub fn from_raw(raw: RawConfig) -> Result<Config> {
         let server = server::server(raw.server)?;
-        let directories = raw
+        let mut directories = raw
             .directory
             .into_iter()
             .map(|(name, d)| Ok((name.clone(), directory::directory(&name, d)?)))
@@ -167,6 +170,7 @@ impl Config {
                 ));
             }
         }
+        backends::cross_check(&listeners, &upstreams, &mut directories)?;
         Ok(Config {
             server,
             listeners,
@@ -208,6 +212,8 @@ fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
     )
 }
 
+#[cfg(test)]
+mod backends_tests;
 #[cfg(test)]
 mod ops_tests;
 #[cfg(test)]

@@ -209,6 +209,7 @@ mod tests {
             email: None,
             full_name: None,
             email_verified: None,
+            routing: Default::default(),
         })
     }
 

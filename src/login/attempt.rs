@@ -268,6 +268,7 @@ async fn succeeded<W: Wire>(
     success: Success,
 ) -> io::Result<After> {
     st.outcome.user = Some(success.user);
+    st.outcome.backend = Some(success.backend);
     st.outcome.last_failure = None;
     client
         .send(&ctx.wire.logged_in(&success.upstream.reply))
@@ -315,15 +316,24 @@ async fn passthrough<W: Wire>(
     creds: Credentials,
 ) -> io::Result<After> {
     let svc = ctx.svc;
-    let target = &svc.upstream;
     let password = upstream::Password {
         authzid: &creds.authzid,
         user: &creds.user,
         password: &creds.password,
     };
-    let strategy = upstream::strategy(svc.listener.protocol);
-    let login = strategy.password_login(target, ctx.login_context(&client), password);
-    let reply = upstream::bounded(target, login).await;
+    let (reply, backend) = match password_backend(svc, &creds) {
+        Ok(plan) => {
+            let strategy = upstream::strategy(svc.listener.protocol);
+            let login = ctx.login_context(&client);
+            (svc.upstream)
+                .login(&plan, |target| async move {
+                    let attempt = strategy.password_login(&target, login, password);
+                    upstream::bounded(&target, attempt).await
+                })
+                .await
+        }
+        Err(failure) => return fail(ctx, client, st, failure).await,
+    };
     let word = match &reply {
         Ok(PasswordReply::Accepted(_)) => "ok",
         Ok(PasswordReply::Refused { .. }) => "refused",
@@ -334,6 +344,7 @@ async fn passthrough<W: Wire>(
     match reply {
         Ok(PasswordReply::Accepted(up)) => {
             st.outcome.last_failure = None;
+            st.outcome.backend = Some(backend);
             client.send(&ctx.wire.logged_in(&up.reply)).await?;
             Ok(After::LoggedIn(client, Box::new(up)))
         }
@@ -351,9 +362,21 @@ async fn passthrough<W: Wire>(
             too_many(ctx, client, st).await
         }
         Err(e) => {
-            let failure =
-                Failure::UpstreamUnavailable(format!("upstream {}: {e}", target.config.name));
+            let name = &svc.upstream.config.name;
+            let failure = Failure::UpstreamUnavailable(format!("upstream {name}: {e}"));
             fail(ctx, client, st, failure).await
         }
     }
+}
+
+/// The backends a relayed password may try: the user name the client
+/// typed, folded as the upstream folds it, routed like a token's user
+/// (no token, so no routing claim).
+fn password_backend(svc: &Service, creds: &Credentials) -> Result<Vec<usize>, Failure> {
+    let user = svc.upstream.user_key(&String::from_utf8_lossy(&creds.user));
+    let key = crate::backends::RouteKey {
+        user: &user,
+        claim: None,
+    };
+    Ok(svc.upstream.plan(key, svc.listener.protocol)?)
 }
