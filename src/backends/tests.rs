@@ -172,3 +172,28 @@ async fn smtp_moves_on_when_a_backend_cannot_be_reached() {
 }
 
 use std::time::Duration;
+
+#[test]
+fn metrics_per_backend() {
+    let g = group(
+        r#"[ { name = "m-a", address = "127.0.0.1:1" }, { name = "m-b", address = "127.0.0.1:2" } ]"#,
+        false,
+    );
+    g.mark(&g.members[1], false, "test");
+    let open = metrics::global().open_session("dovecot", "m-a");
+    metrics::global().login("dovecot", "m-a", true);
+    let text = crate::metrics::global().render();
+    for line in [
+        "oauthbearer_proxy_backend_up{upstream=\"dovecot\",backend=\"m-a\"} 1",
+        "oauthbearer_proxy_backend_up{upstream=\"dovecot\",backend=\"m-b\"} 0",
+        "oauthbearer_proxy_backend_sessions_open{upstream=\"dovecot\",backend=\"m-a\"} 1",
+        "oauthbearer_proxy_backend_logins_total{upstream=\"dovecot\",backend=\"m-a\",result=\"ok\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
+    drop(open);
+    let text = crate::metrics::global().render();
+    assert!(text.contains(
+        "oauthbearer_proxy_backend_sessions_open{upstream=\"dovecot\",backend=\"m-a\"} 0"
+    ));
+}
