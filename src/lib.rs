@@ -4,7 +4,7 @@
 //! the existing Dovecot / Postfix as the resolved user and relays the session.
 //!
 //! # Layout
-//! - `main.rs`: command line (run, check, verify-token).
+//! - `main.rs`: command line (run, check, verify-token, route).
 //! - [`config`]: the TOML file → a validated, typed [`config::Config`].
 //! - [`secret`]: `Secret`, a string that never prints itself.
 //! - [`server`]: listeners, accept loop, TLS handshakes, per-connection log line.

@@ -1,8 +1,9 @@
 //! Two proxy instances behind a real HAProxy (round robin, PROXY protocol
 //! v2 to the proxies), in front of two Dovecots (`hash` routing): 50 users
-//! log in twice, the second round shifted by one connection so each user
-//! meets the other instance; every user reaches the same backend each
-//! time, whichever instance served them, and the one `route` names.
+//! log in in rounds, each round's order rotated by one so that round robin
+//! gives each user the other instance (until every user has met both);
+//! every user reaches the same backend each time, whichever instance
+//! served them, and the one `route` names.
 
 mod backends_support;
 mod common;
@@ -115,6 +116,36 @@ fn logins(log: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+type Served = BTreeMap<String, (BTreeSet<usize>, BTreeSet<String>)>;
+
+/// Each user's instances and backends, once the instances logged
+/// `logins` connections (each connection's line is written when it closes).
+fn served(instances: &[(Proxy, GroupPorts)], logins_seen: usize) -> Served {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let seen = loop {
+        let seen: Vec<Vec<(String, String)>> =
+            instances.iter().map(|(p, _)| logins(&p.log())).collect();
+        if seen.iter().map(Vec::len).sum::<usize>() >= logins_seen {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "log lines: {:?}",
+            seen.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut by_user = Served::new();
+    for (instance, lines) in seen.iter().enumerate() {
+        for (user, backend) in lines {
+            let entry = by_user.entry(user.clone()).or_default();
+            entry.0.insert(instance);
+            entry.1.insert(backend.clone());
+        }
+    }
+    by_user
+}
+
 #[test]
 fn fifty_users_reach_the_same_backend_through_either_instance() {
     let peers = two_dovecots();
@@ -132,37 +163,24 @@ fn fifty_users_reach_the_same_backend_through_either_instance() {
         .iter()
         .map(|u| mint_token(&peers, u, SCOPE, 300))
         .collect();
-    for round in 0..2 {
-        if round == 1 {
-            // One connection between the rounds shifts the round robin.
-            let _ = std::net::TcpStream::connect(("127.0.0.1", haproxy.port));
+    // Rounds of 50 logins, each round's order rotated by one so that round
+    // robin gives every user the other instance; until each user has met
+    // both (at most four rounds).
+    let mut by_user = BTreeMap::new();
+    for round in 0..4 {
+        for i in 0..users.len() {
+            let k = (i + round) % users.len();
+            let reply = imap_login(&peers, haproxy.port, &tokens[k]);
+            assert!(reply.starts_with("a OK"), "{}: {reply}", users[k]);
         }
-        for (user, token) in users.iter().zip(&tokens) {
-            let reply = imap_login(&peers, haproxy.port, token);
-            assert!(reply.starts_with("a OK"), "{user}: {reply}");
-        }
-    }
-    // Each connection's log line is written when it closes: wait for all.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let seen = loop {
-        let seen: Vec<Vec<(String, String)>> =
-            instances.iter().map(|(p, _)| logins(&p.log())).collect();
-        if seen.iter().map(Vec::len).sum::<usize>() >= 100 {
-            break seen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "log lines: {:?}",
-            seen.iter().map(Vec::len).collect::<Vec<_>>()
+        by_user = served(&instances, 50 * (round + 1));
+        println!(
+            "after round {}: {} users met both instances",
+            round + 1,
+            by_user.values().filter(|(i, _)| i.len() == 2).count()
         );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut by_user: BTreeMap<String, (BTreeSet<usize>, BTreeSet<String>)> = BTreeMap::new();
-    for (instance, lines) in seen.iter().enumerate() {
-        for (user, backend) in lines {
-            let entry = by_user.entry(user.clone()).or_default();
-            entry.0.insert(instance);
-            entry.1.insert(backend.clone());
+        if by_user.values().all(|(instances, _)| instances.len() == 2) {
+            break;
         }
     }
     assert_eq!(by_user.len(), 50, "{by_user:?}");

@@ -265,16 +265,7 @@ fn routing(
     let Some(raw) = raw else {
         return Ok((Routing::Hash, Fallback::Hash));
     };
-    let fallback = match raw.fallback.as_deref() {
-        None | Some("hash") => Fallback::Hash,
-        Some("refuse") => Fallback::Refuse,
-        Some(other) => {
-            return Err(ConfigError::new(
-                key("routing.fallback"),
-                format!("`{other}` is not one of \"hash\", \"refuse\""),
-            ))
-        }
-    };
+    let fallback = fallback(key, raw.fallback.as_deref())?;
     let method = raw.method.as_deref().unwrap_or("hash");
     let unused = |k: &str, v: &Option<String>| match v {
         Some(_) => Err(ConfigError::new(
@@ -322,6 +313,17 @@ fn routing(
         }
     };
     Ok((routing, fallback))
+}
+
+fn fallback(key: &dyn Fn(&str) -> String, value: Option<&str>) -> Result<Fallback> {
+    match value {
+        None | Some("hash") => Ok(Fallback::Hash),
+        Some("refuse") => Ok(Fallback::Refuse),
+        Some(other) => Err(ConfigError::new(
+            key("routing.fallback"),
+            format!("`{other}` is not one of \"hash\", \"refuse\""),
+        )),
+    }
 }
 
 /// Claim routing: every directory of every listener that uses the

@@ -132,12 +132,12 @@ fn log_outcome(svc: &Service, peer: SocketAddr, started: Instant, o: &Outcome) {
         client = %peer,
         mechanism = o.mechanism.unwrap_or("-"),
         user = o.user.as_deref().unwrap_or("-"),
-        backend = o.backend.as_ref().map_or("-", |b| b.name.as_str()),
         result = o.result,
         failure = o.last_failure.as_deref().unwrap_or("-"),
         duration_ms = started.elapsed().as_millis() as u64,
         bytes_in = up,
         bytes_out = down,
+        backend = o.backend.as_ref().map_or("-", |b| b.name.as_str()),
         "connection closed"
     );
 }
