@@ -6,7 +6,9 @@
 //! alice and bob land on their backend; SMTP submission goes through a
 //! group whose other backend never answers. One backend stopped: its users
 //! get the temporary failure on IMAP and POP3, the others are unaffected,
-//! SMTP still delivers; restarted, its users log in again.
+//! SMTP still delivers, `backend_up` says 0; with `failover = true` its
+//! users are served by the other backend meanwhile; restarted, its users
+//! log in again on it, without a proxy restart.
 
 mod backends_support;
 mod common;
@@ -146,6 +148,30 @@ fn map_routes_by_the_file() {
     }
 }
 
+/// The proxy's `/metrics` line for `series` (with its labels), if any.
+fn metric(port: u16, series: &str) -> Option<String> {
+    let out = run(std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/metrics")));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let found = text.lines().find(|l| l.starts_with(series));
+    found.map(|l| l[series.len()..].trim().to_string())
+}
+
+/// Polls `f` until it gives a value (bounded).
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+const MAIL2_UP: &str = "oauthbearer_proxy_backend_up{upstream=\"mail\",backend=\"mail2\"}";
+
 #[test]
 fn a_stopped_backend_fails_its_users_only_until_it_is_back() {
     let peers = two_dovecots_exclusive();
@@ -156,46 +182,68 @@ fn a_stopped_backend_fails_its_users_only_until_it_is_back() {
         "routing.method = \"map\"\nrouting.map = \"{}\"",
         map.display()
     );
-    let (proxy, ports) = start_proxy(&peers, &routing);
+    let metrics = free_port();
+    let ports = GroupPorts::new();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.server_extra = format!("[server.metrics]\nbind = \"127.0.0.1:{metrics}\"\n");
+    opts.extra = group_config(&peers, &ports, &routing, false);
+    let proxy = Proxy::start(&peers, &opts);
+    // The same, but the backends "share their storage".
+    let (shared, shared_ports) = start_proxy(&peers, &format!("{routing}\nfailover = true"));
     let alice = mint_token(&peers, "alice", SCOPE, 300);
-    let bob = mint_token(&peers, "bob", SCOPE, 300);
     assert!(imap_subject(&peers, ports.imap, &alice).is_ok());
     // The relay group's second backend never answers: marked down.
     proxy.wait_log("backend=nowhere");
+    assert_eq!(metric(metrics, MAIL2_UP).as_deref(), Some("1"));
 
     peers.control("stop dovecot2");
     let result = std::panic::catch_unwind(|| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        let refused = loop {
-            match imap_subject(&peers, ports.imap, &alice) {
-                Err(e) => break e,
-                Ok(_) => assert!(std::time::Instant::now() < deadline, "still served"),
-            }
-        };
-        assert!(refused.starts_with("a NO [UNAVAILABLE]"), "{refused}");
-        let pop3 = pop3_auth(&peers, ports.pop3, &alice);
-        assert!(pop3.starts_with("-ERR [SYS/TEMP]"), "{pop3}");
-        // bob's backend is up: unaffected; SMTP delivers.
+        while_mail2_is_down(&peers, &ports, metrics);
+        // failover = true: alice is served by mail1 meanwhile.
         assert_eq!(
-            imap_subject(&peers, ports.imap, &bob).unwrap(),
-            welcome(&peers, "dovecot", "bob@example.com")
+            imap_subject(&peers, shared_ports.imap, &alice).unwrap(),
+            welcome(&peers, "dovecot", "alice@example.com")
         );
-        smtp_send(&peers, ports.smtp, &alice, "while mail2 is down").expect("SMTP");
-        wait_delivered(&peers, "while mail2 is down");
     });
     peers.control("start dovecot2");
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
-    proxy.wait_log("backend is up again");
-    // Back: alice logs in again, on her own backend, without a restart.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let subject = loop {
-        match imap_subject(&peers, ports.imap, &alice) {
-            Ok(s) => break s,
-            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    assert_eq!(subject, welcome(&peers, "dovecot2", "alice@example.com"));
+    // Back: alice logs in again, on her own backend, without a restart
+    // (with failover too).
+    for port in [ports.imap, shared_ports.imap] {
+        let subject = eventually("alice served again", || {
+            imap_subject(&peers, port, &alice).ok()
+        });
+        assert_eq!(subject, welcome(&peers, "dovecot2", "alice@example.com"));
+    }
+    eventually("mail2 up again in the metrics", || {
+        (metric(metrics, MAIL2_UP)? == "1").then_some(())
+    });
+    drop(shared);
+}
+
+/// mail2 is stopped: alice (on mail2) gets the temporary failure on IMAP
+/// and POP3, bob (on mail1) is served, SMTP still delivers.
+fn while_mail2_is_down(peers: &Peers, ports: &GroupPorts, metrics: u16) {
+    let alice = mint_token(peers, "alice", SCOPE, 300);
+    let bob = mint_token(peers, "bob", SCOPE, 300);
+    let refused = eventually("alice refused", || {
+        imap_subject(peers, ports.imap, &alice).err()
+    });
+    assert!(refused.starts_with("a NO [UNAVAILABLE]"), "{refused}");
+    let pop3 = pop3_auth(peers, ports.pop3, &alice);
+    assert!(pop3.starts_with("-ERR [SYS/TEMP]"), "{pop3}");
+    assert_eq!(
+        imap_subject(peers, ports.imap, &bob).unwrap(),
+        welcome(peers, "dovecot", "bob@example.com")
+    );
+    smtp_send(peers, ports.smtp, &alice, "while mail2 is down").expect("SMTP");
+    wait_delivered(peers, "while mail2 is down");
+    assert_eq!(metric(metrics, MAIL2_UP).as_deref(), Some("0"));
+    let failed = "oauthbearer_proxy_backend_health_checks_total{upstream=\"mail\",backend=\"mail2\",result=\"failed\"}";
+    assert!(
+        metric(metrics, failed).is_some(),
+        "no failed checks counted"
+    );
 }
