@@ -146,6 +146,12 @@ fn map_routes_by_the_file() {
         let reply = pop3_auth(&peers, ports.pop3, token);
         assert!(reply.starts_with("+OK"), "{user}: {reply}");
     }
+    // The map is read again on reload: bob moves to mail2.
+    std::fs::write(&map, "alice@example.com mail2\nbob@example.com mail2\n").unwrap();
+    proxy.signal("HUP");
+    proxy.wait_log("configuration reloaded");
+    let bob = [("bob", tokens[1].1.clone(), "mail2")];
+    each_reads_their_backend(&peers, ports.imap, &bob);
 }
 
 /// The proxy's `/metrics` line for `series` (with its labels), if any.

@@ -6,12 +6,17 @@
 //! comes back after two checks in a row pass: a backend that flaps stays
 //! down rather than moving users back and forth. Only groups with health
 //! checks are ever marked down (nothing else would bring them back).
+//!
+//! A backend's health outlives a reload: the groups of successive
+//! configurations share it (by upstream, backend name and address), so a
+//! backend that is down stays down, and only the newest group checks it.
 
 use super::Group;
 use crate::config::{Health, Protocol};
 use crate::upstream::Target;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Weak;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,6 +30,32 @@ pub struct State {
     passes: AtomicU32,
     /// Whether this backend is checked at all.
     checked: bool,
+    /// The group whose checker checks it (the newest configuration's).
+    pub(super) checker: AtomicU64,
+}
+
+type Key = (String, String, String);
+
+/// The health of a backend, shared with the previous configuration's
+/// group when it had the same backend, checked too. `generation`: the new
+/// group's, which takes the checks over.
+pub fn shared(key: Key, checked: bool, generation: u64) -> Arc<State> {
+    if !checked {
+        return Arc::new(State::new(false));
+    }
+    static LIVE: OnceLock<Mutex<BTreeMap<Key, Weak<State>>>> = OnceLock::new();
+    let mut live = LIVE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    live.retain(|_, w| w.strong_count() > 0);
+    let state = live
+        .get(&key)
+        .and_then(Weak::upgrade)
+        .unwrap_or_else(|| Arc::new(State::new(true)));
+    state.checker.store(generation, Ordering::Relaxed);
+    live.insert(key, Arc::downgrade(&state));
+    state
 }
 
 impl State {
@@ -33,6 +64,7 @@ impl State {
             up: AtomicBool::new(true),
             passes: AtomicU32::new(0),
             checked,
+            checker: AtomicU64::new(0),
         }
     }
 
@@ -56,8 +88,8 @@ impl State {
     }
 }
 
-/// Checks backend `index` of the group until the group is dropped (a
-/// reload builds a new one).
+/// Checks backend `index` of the group until the group is dropped or a
+/// newer configuration's group took the backend over.
 pub async fn run(group: Weak<Group>, index: usize, protocol: Protocol, health: Health) {
     // The first check soon after start, spread so backends are not all
     // probed at once.
@@ -68,9 +100,13 @@ pub async fn run(group: Weak<Group>, index: usize, protocol: Protocol, health: H
         let Some(group) = group.upgrade() else {
             return;
         };
-        let Some(target) = group.members.get(index).map(|m| m.target.clone()) else {
+        let Some(member) = group.members.get(index) else {
             return;
         };
+        if member.health.checker.load(Ordering::Relaxed) != group.generation {
+            return;
+        }
+        let target = member.target.clone();
         let result = probe(&target, protocol, health.timeout).await;
         group.checked(index, result);
     }

@@ -25,6 +25,7 @@ pub use route::{route, Route, RouteKey, Unroutable};
 use crate::config::{Protocol, Upstream};
 use crate::upstream::{self, Target};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// An upstream's backends at run time, built once per configuration.
@@ -32,12 +33,14 @@ pub struct Group {
     /// The upstream's settings (each backend's own address is in its target).
     pub config: Upstream,
     members: Vec<Member>,
+    /// Which configuration built it (the health checks go to the newest).
+    generation: u64,
 }
 
 struct Member {
     name: String,
     target: Arc<Target>,
-    health: health::State,
+    health: Arc<health::State>,
 }
 
 /// The backend a login went to, kept for the connection's log line and
@@ -67,19 +70,30 @@ impl Group {
         config: Upstream,
         protocol: Option<Protocol>,
     ) -> Result<Arc<Self>, crate::tls::TlsError> {
+        static GENERATION: AtomicU64 = AtomicU64::new(1);
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         let health = config.backends.health;
-        let members = (0..config.backends.list.len())
-            .map(|i| {
+        let members = config
+            .backends
+            .list
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let key = (config.name.clone(), b.name.clone(), b.address.clone());
                 Ok(Member {
-                    name: config.backends.list[i].name.clone(),
+                    name: b.name.clone(),
                     target: Target::new(config.for_backend(i))?,
-                    health: health::State::new(health.is_some()),
+                    health: health::shared(key, health.is_some(), generation),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let group = Arc::new(Self { config, members });
+        let group = Arc::new(Self {
+            config,
+            members,
+            generation,
+        });
         for m in &group.members {
-            metrics::global().set_up(&group.config.name, &m.name, true);
+            metrics::global().set_up(&group.config.name, &m.name, m.health.is_up());
         }
         if let (Some(health), Some(protocol), Ok(runtime)) =
             (health, protocol, tokio::runtime::Handle::try_current())

@@ -4,7 +4,15 @@
 use super::*;
 use crate::config::Config;
 
+/// A group of its own: tests run in parallel, and groups with the same
+/// upstream, backend names and addresses share their health.
 fn group(backends: &str, failover: bool) -> Arc<Group> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!("up{}", N.fetch_add(1, Ordering::Relaxed));
+    group_named(&name, backends, failover)
+}
+
+fn group_named(name: &str, backends: &str, failover: bool) -> Arc<Group> {
     let text = format!(
         r#"
 [listener.imap]
@@ -12,9 +20,9 @@ protocol = "imap"
 bind = "127.0.0.1:143"
 tls = "none"
 directory = "idp"
-upstream = "dovecot"
+upstream = "{name}"
 
-[upstream.dovecot]
+[upstream.{name}]
 login.method = "master-user"
 login.username = "proxy"
 login.secret = "s3cret"
@@ -28,7 +36,7 @@ required-scope = "email"
 "#
     );
     let config = Config::parse(&text).unwrap();
-    Group::new(config.upstreams["dovecot"].clone(), None).unwrap()
+    Group::new(config.upstreams[name].clone(), None).unwrap()
 }
 
 const TWO: &str = r#"[ { name = "mail1", address = "127.0.0.1:1" }, { name = "mail2", address = "127.0.0.1:2" } ]"#;
@@ -171,6 +179,7 @@ async fn smtp_moves_on_when_a_backend_cannot_be_reached() {
     assert!(g.plan(key(&alice), Protocol::Imap).is_err());
 }
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[test]
@@ -180,20 +189,38 @@ fn metrics_per_backend() {
         false,
     );
     g.mark(&g.members[1], false, "test");
-    let open = metrics::global().open_session("dovecot", "m-a");
-    metrics::global().login("dovecot", "m-a", true);
+    let up = &g.config.name;
+    let open = metrics::global().open_session(up, "m-a");
+    metrics::global().login(up, "m-a", true);
     let text = crate::metrics::global().render();
     for line in [
-        "oauthbearer_proxy_backend_up{upstream=\"dovecot\",backend=\"m-a\"} 1",
-        "oauthbearer_proxy_backend_up{upstream=\"dovecot\",backend=\"m-b\"} 0",
-        "oauthbearer_proxy_backend_sessions_open{upstream=\"dovecot\",backend=\"m-a\"} 1",
-        "oauthbearer_proxy_backend_logins_total{upstream=\"dovecot\",backend=\"m-a\",result=\"ok\"} 1",
+        format!("oauthbearer_proxy_backend_up{{upstream=\"{up}\",backend=\"m-a\"}} 1"),
+        format!("oauthbearer_proxy_backend_up{{upstream=\"{up}\",backend=\"m-b\"}} 0"),
+        format!("oauthbearer_proxy_backend_sessions_open{{upstream=\"{up}\",backend=\"m-a\"}} 1"),
+        format!("oauthbearer_proxy_backend_logins_total{{upstream=\"{up}\",backend=\"m-a\",result=\"ok\"}} 1"),
     ] {
-        assert!(text.contains(line), "{line} not in\n{text}");
+        assert!(text.contains(&line), "{line} not in\n{text}");
     }
     drop(open);
     let text = crate::metrics::global().render();
-    assert!(text.contains(
-        "oauthbearer_proxy_backend_sessions_open{upstream=\"dovecot\",backend=\"m-a\"} 0"
-    ));
+    assert!(text.contains(&format!(
+        "oauthbearer_proxy_backend_sessions_open{{upstream=\"{up}\",backend=\"m-a\"}} 0"
+    )));
+}
+
+#[test]
+fn health_outlives_a_reload_and_the_newest_group_checks() {
+    let before = group_named("reloaded", TWO, false);
+    before.mark(&before.members[1], false, "test");
+    let after = group_named("reloaded", TWO, false);
+    assert!(!after.members[1].health.is_up());
+    assert!(after.members[0].health.is_up());
+    let checker = |g: &Group, i: usize| g.members[i].health.checker.load(Ordering::Relaxed);
+    assert_eq!(checker(&after, 1), after.generation);
+    assert_ne!(checker(&before, 1), before.generation);
+    // Another address is another backend.
+    let moved = r#"[ { name = "mail1", address = "127.0.0.1:1" }, { name = "mail2", address = "127.0.0.1:3" } ]"#;
+    assert!(group_named("reloaded", moved, false).members[1]
+        .health
+        .is_up());
 }
