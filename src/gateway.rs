@@ -243,6 +243,17 @@ impl Service {
             }
         })?;
         let user = self.upstream_user(&identity, authzid, index)?;
+        self.log_in_as(ctx, &identity, user).await
+    }
+
+    /// Logs in upstream as `user` on the backend the routing names (the
+    /// identity carries the routing claim, if any).
+    async fn log_in_as(
+        &self,
+        ctx: LoginContext<'_>,
+        identity: &idp::Identity,
+        user: String,
+    ) -> Result<Success, Failure> {
         let claim = self.upstream.routing_claim();
         let claim = claim
             .and_then(|c| identity.routing.get(c))
