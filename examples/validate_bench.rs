@@ -162,6 +162,7 @@ fn asymmetric(n: u64) {
             algorithms: vec![alg],
             secret: None,
             allow_untyped: false,
+            introspect: None,
         };
         let expect = jwt::Expect {
             issuer: Some("https://idp.example"),

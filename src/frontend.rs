@@ -22,6 +22,9 @@ pub struct Frontend {
     pub serve: for<'a> fn(crate::client::Client, &'a Service) -> BoxFuture<'a, Outcome>,
     /// Sent before closing a relayed session that was idle too long.
     pub idle_farewell: fn(&Service) -> String,
+    /// Sent before closing a relayed session the proxy ends because access
+    /// ended (revoked, logout, kicked); the text says why.
+    pub ended: fn(&Service, &str) -> String,
     /// The refusal of a connection over a limit (`what` says which),
     /// given the server's host name.
     pub over_limit: fn(&str, &str) -> String,

@@ -8,6 +8,7 @@ use crate::config::{self, Limits};
 use crate::idp::{self, Directories, Rejection};
 use crate::sasl::{self, challenge, Mechanism};
 use crate::secret::Secret;
+use crate::sessions::{Grant, How, Registry};
 use crate::upstream::{self, ClientInfo, LoggedIn, LoginContext, Refusal};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
@@ -24,6 +25,8 @@ pub struct Service {
     pub tls: Option<TlsAcceptor>,
     /// Connection counts and the failure penalty, shared by all listeners.
     pub limiter: Arc<crate::limits::Limiter>,
+    /// The live relayed sessions, shared by all listeners and reloads.
+    pub sessions: Arc<Registry>,
 }
 
 /// Why a login did not succeed. Each front-end maps this to its replies in
@@ -104,6 +107,8 @@ pub struct Success {
     pub upstream: LoggedIn,
     /// The backend the session went to.
     pub backend: Chosen,
+    /// What the session registry keeps about the credential.
+    pub grant: Grant,
 }
 
 impl Service {
@@ -168,7 +173,7 @@ impl Service {
             reason: format!("malformed {} message: {e}", mech.name()),
             directory: None,
         })?;
-        self.token_login(ctx, creds.authzid.as_deref(), &creds.token)
+        self.token_login(ctx, creds.authzid.as_deref(), &creds.token, How::Token)
             .await
     }
 
@@ -207,7 +212,10 @@ impl Service {
             (Ok(_), Some(a)) if !a.is_empty() && !a.eq_ignore_ascii_case(username) => Err(refused(
                 "PLAIN authorization identity differs from the user name",
             )),
-            (Ok(user), _) => self.token_login(ctx, Some(user), token).await,
+            (Ok(user), _) => {
+                self.token_login(ctx, Some(user), token, How::PasswordToken)
+                    .await
+            }
         };
         self.verdict(ctx.client, mechanism, &result);
         result
@@ -218,6 +226,7 @@ impl Service {
         ctx: LoginContext<'_>,
         authzid: Option<&str>,
         token: &Secret,
+        how: How,
     ) -> Result<Success, Failure> {
         // A penalised address waits before its token reaches the provider.
         let wait = self.limiter.penalty(ctx.client.peer.ip());
@@ -243,7 +252,11 @@ impl Service {
             }
         })?;
         let user = self.upstream_user(&identity, authzid, index)?;
-        self.log_in_as(ctx, &identity, user).await
+        let grant = match self.directories.get(index) {
+            Some(v) => Grant::token(how, v.clone(), token, &identity),
+            None => Grant::passthrough(),
+        };
+        self.log_in_as(ctx, &identity, user, grant).await
     }
 
     /// Logs in upstream as `user` on the backend the routing names (the
@@ -253,6 +266,7 @@ impl Service {
         ctx: LoginContext<'_>,
         identity: &idp::Identity,
         user: String,
+        grant: Grant,
     ) -> Result<Success, Failure> {
         let claim = self.upstream.routing_claim();
         let claim = claim
@@ -276,6 +290,7 @@ impl Service {
                 user,
                 upstream,
                 backend,
+                grant,
             }),
             Err(upstream::Error::Refused { reply, by }) => Err(match by {
                 Refusal::User => {
@@ -350,6 +365,8 @@ pub struct Outcome {
     pub relayed: Option<crate::relay::Bytes>,
     /// The backend the session went to (and is counted on while it lasts).
     pub backend: Option<Chosen>,
+    /// The credential facts of a successful login, for the session registry.
+    pub grant: Option<Grant>,
 }
 
 impl Outcome {

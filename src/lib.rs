@@ -28,18 +28,25 @@
 //! - [`backends`]: several backends per upstream: routing (hash, claim,
 //!   map), health checks, failover, per-backend metrics.
 //! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
+//! - [`control`]: the local administration socket and its commands (`who`, `kick`).
+//! - [`sessions`]: the registry of relayed sessions (`who`, `kick`),
+//!   re-validation of their tokens, ending them when access ends.
 //! - [`relay`]: copying the logged-in session both ways, idle timeout.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers in (from load
 //!   balancers) and v2 out (to upstreams).
-//! - [`metrics`]: Prometheus counters and the `/metrics` endpoint.
+//! - [`http`]: the one HTTP listener: `/metrics`, `/healthz`, OpenID
+//!   Connect back-channel logout.
+//! - [`metrics`]: the Prometheus counters.
 //! - [`notify`]: systemd's notification protocol (READY, STATUS, WATCHDOG).
 #![forbid(unsafe_code)]
 
 pub mod backends;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod frontend;
 pub mod gateway;
+pub mod http;
 pub mod idp;
 pub mod imap;
 pub mod limits;
@@ -54,6 +61,7 @@ pub mod relay;
 pub mod sasl;
 pub mod secret;
 pub mod server;
+pub mod sessions;
 pub mod smtp;
 pub mod stream;
 pub mod tls;

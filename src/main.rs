@@ -3,6 +3,7 @@ use oauthbearer_proxy::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod admin;
 mod route_user;
 mod verify_token;
 
@@ -55,6 +56,26 @@ enum Command {
         /// The user as the upstream knows them.
         user: String,
     },
+    /// List the relayed sessions of the running proxy (over its
+    /// `server.control-socket`).
+    Who {
+        /// One JSON object per session instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End relayed sessions of the running proxy: a user's, a token
+    /// subject's or a client address's. Prints how many were ended.
+    Kick {
+        /// The user name the sessions logged in as.
+        #[arg(required_unless_present_any = ["sub", "ip"], conflicts_with_all = ["sub", "ip"])]
+        user: Option<String>,
+        /// The token subject (`sub`).
+        #[arg(long, conflicts_with = "ip")]
+        sub: Option<String>,
+        /// The client address.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +113,11 @@ fn main() -> ExitCode {
             claim,
             user,
         }) => route_user::run(&config, upstream.as_deref(), claim.as_deref(), &user),
+        Some(Command::Who { json }) => admin::who(&config, &cli.config, json),
+        Some(Command::Kick { user, sub, ip }) => {
+            let target = oauthbearer_proxy::control::Target { user, sub, ip };
+            admin::kick(&config, &cli.config, target)
+        }
         None => run(config, cli.config),
     }
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics: the process-wide counters (exposition format by the
-//! `prometheus-client` crate, OpenMetrics text) and the small HTTP endpoint
-//! that serves them at `/metrics`, with `/healthz` for load balancers.
+//! `prometheus-client` crate, OpenMetrics text). [`crate::http`] serves
+//! them at `/metrics`.
 //!
 //! The counters live in one [`Metrics`] reached through [`global`], so the
 //! places that count (accept loop, login path, provider and upstream calls)
@@ -14,11 +14,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
@@ -51,6 +48,13 @@ pub struct BytesLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionEndLabels {
+    pub listener: String,
+    /// `revoked`, `expired`, `logout`, `kicked`, `unverified`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: String,
 }
@@ -67,6 +71,7 @@ pub struct Metrics {
     pub upstream_connect_errors: Family<UpstreamLabels, Counter>,
     pub relayed_bytes: Family<BytesLabels, Counter>,
     pub reloads: Family<ResultLabels, Counter>,
+    pub sessions_ended: Family<SessionEndLabels, Counter>,
     registry: Mutex<Registry>,
 }
 
@@ -87,6 +92,7 @@ impl Metrics {
             upstream_connect_errors: Family::default(),
             relayed_bytes: Family::default(),
             reloads: Family::default(),
+            sessions_ended: Family::default(),
             registry: Mutex::new(Registry::with_prefix("oauthbearer_proxy")),
         };
         {
@@ -136,6 +142,11 @@ impl Metrics {
                 "Configuration reloads (SIGHUP) by result",
                 m.reloads.clone(),
             );
+            r.register(
+                "sessions_ended",
+                "Relayed sessions the proxy ended because access ended, by reason",
+                m.sessions_ended.clone(),
+            );
         }
         m
     }
@@ -163,6 +174,15 @@ impl Metrics {
                 listener: listener.to_string(),
                 mechanism: mechanism.to_string(),
                 result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn session_ended(&self, listener: &str, reason: &str) {
+        self.sessions_ended
+            .get_or_create(&SessionEndLabels {
+                listener: listener.to_string(),
+                reason: reason.to_string(),
             })
             .inc();
     }
@@ -208,100 +228,6 @@ impl Metrics {
 pub fn global() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
-}
-
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_REQUEST: usize = 8 * 1024;
-
-/// Serves `/metrics` and `/healthz` on an already bound socket, forever.
-pub async fn serve(listener: TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok((tcp, peer)) => {
-                tokio::spawn(async move {
-                    if tokio::time::timeout(REQUEST_TIMEOUT, answer(tcp))
-                        .await
-                        .is_err()
-                    {
-                        tracing::debug!(client = %peer, "metrics request timed out");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!("metrics: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("`server.metrics.bind`: cannot bind {addr}: {e}"))
-}
-
-/// One request per connection: read the head (bounded), answer, close.
-async fn answer(mut tcp: TcpStream) {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tcp.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-        }
-        if head.len() > MAX_REQUEST {
-            let _ = respond(&mut tcp, "431 Request Header Fields Too Large", "", "").await;
-            return;
-        }
-    }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut words = line.split(|&b| b == b' ');
-    let (method, target) = (words.next(), words.next());
-    let path = target.map(|t| t.split(|&b| b == b'?').next().unwrap_or_default());
-    let _ = match (method, path) {
-        (Some(b"GET"), Some(b"/metrics")) => {
-            respond(
-                &mut tcp,
-                "200 OK",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                &global().render(),
-            )
-            .await
-        }
-        (Some(b"GET"), Some(b"/healthz")) => {
-            respond(&mut tcp, "200 OK", "text/plain", "ok\n").await
-        }
-        (Some(b"GET"), _) => respond(&mut tcp, "404 Not Found", "text/plain", "not found\n").await,
-        _ => {
-            respond(
-                &mut tcp,
-                "405 Method Not Allowed",
-                "text/plain",
-                "GET only\n",
-            )
-            .await
-        }
-    };
-}
-
-async fn respond(
-    tcp: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if !content_type.is_empty() {
-        out.push_str(&format!("Content-Type: {content_type}\r\n"));
-    }
-    out.push_str("\r\n");
-    out.push_str(body);
-    tcp.write_all(out.as_bytes()).await?;
-    tcp.shutdown().await
 }
 
 #[cfg(test)]

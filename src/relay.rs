@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -49,6 +50,9 @@ pub enum End {
     HungUp(io::Error),
     /// Nothing moved for the idle timeout; the client got the farewell.
     Idle,
+    /// The session was ended from outside (revoked, logout, kicked); the
+    /// client got the farewell that came with the stop.
+    Stopped,
     /// The connection to the upstream failed, or the client's in a way
     /// that is not a hang-up.
     Failed(io::Error),
@@ -85,19 +89,44 @@ pub struct Idle<'a> {
     pub farewell: &'a [u8],
 }
 
+/// Bytes a session moved so far, readable while it runs (`who`).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub to_upstream: AtomicU64,
+    pub to_client: AtomicU64,
+}
+
+/// What else ends a relayed session besides its peers and the idle limit.
+pub struct Control<'a, S> {
+    /// Completes with the farewell to send when the session is ended from
+    /// outside (`std::future::pending()` for never).
+    pub stop: S,
+    /// Where the byte counts are kept up to date while the session runs.
+    pub traffic: &'a Traffic,
+}
+
+/// How the copy loop stopped without an I/O error.
+enum Quit {
+    Closed,
+    Idle,
+    Stopped(Vec<u8>),
+}
+
 /// Relays the session. `client_pending` are bytes the client pipelined
 /// behind its login command; `upstream_pending` bytes the upstream sent
 /// behind its login reply. Both are delivered first, in order.
-pub async fn run<C, U>(
+pub async fn run<C, U, S>(
     client: &mut C,
     client_pending: &[u8],
     upstream: &mut U,
     upstream_pending: &[u8],
     idle: Idle<'_>,
+    control: Control<'_, S>,
 ) -> Ended
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
+    S: Future<Output = Vec<u8>>,
 {
     let handover = async {
         if !upstream_pending.is_empty() {
@@ -117,23 +146,36 @@ where
         Ok::<(), (Side, io::Error)>(())
     };
     let mut counts = Counts::default();
+    let stop = control.stop;
+    tokio::pin!(stop);
     let result = match tokio::time::timeout(idle.timeout, handover).await {
-        Ok(Ok(())) => relay_until_idle(client, upstream, idle.timeout, &mut counts).await,
+        Ok(Ok(())) => {
+            let mut copy = Copy {
+                idle: idle.timeout,
+                stop: stop.as_mut(),
+                traffic: control.traffic,
+                counts: &mut counts,
+            };
+            copy.until_done(client, upstream).await
+        }
         Ok(Err(e)) => Err(e),
-        Err(_) => Ok(true),
+        Err(_) => Ok(Quit::Idle),
     };
-    let how = match result {
-        Ok(false) => End::Closed,
-        Ok(true) => End::Idle,
-        Err((Side::Client, e)) if is_hang_up(&e) => End::HungUp(e),
-        Err((_, e)) => End::Failed(e),
+    let (how, farewell) = match result {
+        Ok(Quit::Closed) => (End::Closed, None),
+        Ok(Quit::Idle) => (End::Idle, Some(idle.farewell.to_vec())),
+        Ok(Quit::Stopped(bye)) => (End::Stopped, Some(bye)),
+        Err((Side::Client, e)) if is_hang_up(&e) => (End::HungUp(e), None),
+        Err((_, e)) => (End::Failed(e), None),
     };
-    if matches!(how, End::Idle) {
+    if let Some(farewell) = farewell {
         let bye = async {
-            client.write_all(idle.farewell).await?;
+            client.write_all(&farewell).await?;
             client.shutdown().await
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), bye).await;
+        // The upstream is closed cleanly too (TLS close_notify, then FIN).
+        let _ = tokio::time::timeout(Duration::from_secs(5), upstream.shutdown()).await;
     }
     Ended {
         bytes: Bytes {
@@ -152,51 +194,72 @@ struct Counts {
     to_client: u64,
 }
 
-/// Copies both ways until the upstream → client direction is done (the
-/// upstream closed and the client was told), or nothing was written either
-/// way for `idle`. Returns whether it ended on the idle timeout; `counts`
-/// holds the bytes moved however it ended.
-async fn relay_until_idle<C, U>(
-    client: &mut C,
-    upstream: &mut U,
+/// The copy loop's state: what ends it besides the peers, and where its
+/// counts go.
+struct Copy<'a, 's, S> {
     idle: Duration,
-    counts: &mut Counts,
-) -> Result<bool, (Side, io::Error)>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut up = Direction::default();
-    let mut down = Direction::default();
-    let sleep = tokio::time::sleep(idle);
-    tokio::pin!(sleep);
-    let result = poll_fn(|cx| {
-        let before = up.copied + down.copied;
-        // Polled for its progress; its end (the client's EOF) is passed on
-        // to the upstream, which then closes its side.
-        let up_step = up.poll(cx, Pin::new(&mut *client), Pin::new(&mut *upstream));
-        if let Poll::Ready(Err(f)) = up_step {
-            return Poll::Ready(Err(f.side(Side::Client, Side::Upstream)));
-        }
-        match down.poll(cx, Pin::new(&mut *upstream), Pin::new(&mut *client)) {
-            // The upstream closed: the session is over, whatever the
-            // client still sends.
-            Poll::Ready(Ok(())) => return Poll::Ready(Ok(false)),
-            Poll::Ready(Err(f)) => return Poll::Ready(Err(f.side(Side::Upstream, Side::Client))),
-            Poll::Pending => {}
-        }
-        if up.copied + down.copied != before {
-            sleep.as_mut().reset(Instant::now() + idle);
-        }
-        if sleep.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Ok(true));
-        }
-        Poll::Pending
-    })
-    .await;
-    counts.to_upstream = up.copied;
-    counts.to_client = down.copied;
-    result
+    stop: Pin<&'s mut S>,
+    traffic: &'a Traffic,
+    counts: &'a mut Counts,
+}
+
+impl<S: Future<Output = Vec<u8>>> Copy<'_, '_, S> {
+    /// Copies both ways until the upstream → client direction is done (the
+    /// upstream closed and the client was told), nothing was written either
+    /// way for `idle`, or the stop fired; `counts` holds the bytes moved
+    /// however it ended.
+    async fn until_done<C, U>(
+        &mut self,
+        client: &mut C,
+        upstream: &mut U,
+    ) -> Result<Quit, (Side, io::Error)>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        U: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut up = Direction::default();
+        let mut down = Direction::default();
+        let idle = self.idle;
+        let sleep = tokio::time::sleep(idle);
+        tokio::pin!(sleep);
+        let traffic = self.traffic;
+        let stop = &mut self.stop;
+        let result = poll_fn(|cx| {
+            if let Poll::Ready(bye) = stop.as_mut().poll(cx) {
+                return Poll::Ready(Ok(Quit::Stopped(bye)));
+            }
+            let before = up.copied + down.copied;
+            // Polled for its progress; its end (the client's EOF) is passed
+            // on to the upstream, which then closes its side.
+            let up_step = up.poll(cx, Pin::new(&mut *client), Pin::new(&mut *upstream));
+            if let Poll::Ready(Err(f)) = up_step {
+                return Poll::Ready(Err(f.side(Side::Client, Side::Upstream)));
+            }
+            let down_step = down.poll(cx, Pin::new(&mut *upstream), Pin::new(&mut *client));
+            if up.copied + down.copied != before {
+                sleep.as_mut().reset(Instant::now() + idle);
+                traffic.to_upstream.store(up.copied, Ordering::Relaxed);
+                traffic.to_client.store(down.copied, Ordering::Relaxed);
+            }
+            match down_step {
+                // The upstream closed: the session is over, whatever the
+                // client still sends.
+                Poll::Ready(Ok(())) => return Poll::Ready(Ok(Quit::Closed)),
+                Poll::Ready(Err(f)) => {
+                    return Poll::Ready(Err(f.side(Side::Upstream, Side::Client)))
+                }
+                Poll::Pending => {}
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(Quit::Idle));
+            }
+            Poll::Pending
+        })
+        .await;
+        self.counts.to_upstream = up.copied;
+        self.counts.to_client = down.copied;
+        result
+    }
 }
 
 /// An I/O error of one direction: in its reader or in its writer.

@@ -35,12 +35,73 @@ const IDLE: Idle<'static> = Idle {
     farewell: b"* BYE idle\r\n",
 };
 
+/// A relay nothing stops from outside.
+async fn run_plain<C, U>(
+    client: &mut C,
+    client_pending: &[u8],
+    upstream: &mut U,
+    upstream_pending: &[u8],
+    idle: Idle<'_>,
+) -> Ended
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let traffic = Traffic::default();
+    let control = Control {
+        stop: std::future::pending(),
+        traffic: &traffic,
+    };
+    run(
+        client,
+        client_pending,
+        upstream,
+        upstream_pending,
+        idle,
+        control,
+    )
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_sends_its_farewell_closes_both_sides_and_counts_live() {
+    let (mut client, mut client_peer) = duplex(64);
+    let (mut upstream, mut upstream_peer) = duplex(64);
+    let (tx, rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    let traffic = std::sync::Arc::new(Traffic::default());
+    let seen = traffic.clone();
+    let relay = tokio::spawn(async move {
+        let control = Control {
+            stop: async move { rx.await.unwrap_or_default() },
+            traffic: &traffic,
+        };
+        run(&mut client, b"", &mut upstream, b"", IDLE, control).await
+    });
+    let mut buf = vec![0u8; 64];
+    client_peer.write_all(b"a IDLE\r\n").await.unwrap();
+    let n = upstream_peer.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"a IDLE\r\n");
+    upstream_peer.write_all(b"+ idling\r\n").await.unwrap();
+    let n = client_peer.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"+ idling\r\n");
+    assert_eq!(seen.to_upstream.load(Ordering::Relaxed), 8);
+    assert_eq!(seen.to_client.load(Ordering::Relaxed), 10);
+    tx.send(b"* BYE revoked\r\n".to_vec()).unwrap();
+    let ended = relay.await.unwrap();
+    assert!(matches!(ended.how, End::Stopped), "{:?}", ended.how);
+    let mut rest = Vec::new();
+    client_peer.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"* BYE revoked\r\n");
+    // The upstream sees its end of the connection.
+    assert_eq!(upstream_peer.read(&mut buf).await.unwrap(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn pending_bytes_first_then_both_ways_until_upstream_closes() {
     let (mut client, mut client_peer) = duplex(64);
     let (mut upstream, mut upstream_peer) = duplex(64);
     let relay = tokio::spawn(async move {
-        run(
+        run_plain(
             &mut client,
             b"b1 SELECT\r\n",
             &mut upstream,
@@ -71,7 +132,8 @@ async fn pending_bytes_first_then_both_ways_until_upstream_closes() {
 async fn idle_timeout_sends_the_farewell_and_activity_resets_it() {
     let (mut client, mut client_peer) = duplex(64);
     let (mut upstream, mut upstream_peer) = duplex(64);
-    let relay = tokio::spawn(async move { run(&mut client, b"", &mut upstream, b"", IDLE).await });
+    let relay =
+        tokio::spawn(async move { run_plain(&mut client, b"", &mut upstream, b"", IDLE).await });
     let mut buf = vec![0u8; 64];
     // Activity every 50 s keeps the session for 150 s.
     for _ in 0..3 {
@@ -94,7 +156,8 @@ async fn a_peer_that_does_not_read_does_not_stall_the_other_direction() {
     // lot. Neither direction may wait for the other.
     let (mut client, mut client_peer) = duplex(1024);
     let (mut upstream, upstream_peer) = duplex(1024);
-    let relay = tokio::spawn(async move { run(&mut client, b"", &mut upstream, b"", IDLE).await });
+    let relay =
+        tokio::spawn(async move { run_plain(&mut client, b"", &mut upstream, b"", IDLE).await });
     let (mut up_rd, mut up_wr) = tokio::io::split(upstream_peer);
     let upstream_side = tokio::spawn(async move {
         // The upstream writes 64 KiB first (blocks: the client does not
@@ -168,7 +231,7 @@ async fn a_client_that_hangs_up_after_the_goodbye_is_a_normal_end_with_its_bytes
     };
     let (mut upstream, mut upstream_peer) = duplex(1024);
     let relay = tokio::spawn(async move {
-        let ended = run(&mut client, b"QUIT\r\n", &mut upstream, b"", IDLE).await;
+        let ended = run_plain(&mut client, b"QUIT\r\n", &mut upstream, b"", IDLE).await;
         ended
     });
     let mut buf = vec![0u8; 64];
@@ -189,7 +252,9 @@ async fn an_upstream_failure_keeps_the_byte_counts() {
         kind: io::ErrorKind::ConnectionReset,
     };
     let relay =
-        tokio::spawn(async move { run(&mut client, b"", &mut upstream, b"* OK\r\n", IDLE).await });
+        tokio::spawn(
+            async move { run_plain(&mut client, b"", &mut upstream, b"* OK\r\n", IDLE).await },
+        );
     let mut buf = vec![0u8; 64];
     let n = client_peer.read(&mut buf).await.unwrap();
     assert_eq!(&buf[..n], b"* OK\r\n");

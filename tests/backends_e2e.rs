@@ -251,3 +251,53 @@ fn while_mail2_is_down(peers: &Peers, ports: &GroupPorts, metrics: u16) {
     let failed = "oauthbearer_proxy_backend_health_checks_total{upstream=\"mail\",backend=\"mail2\",result=\"failed\"}";
     eventually("a failed check counted", || metric(metrics, failed));
 }
+
+#[test]
+fn who_names_each_sessions_backend() {
+    let peers = two_dovecots();
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("users.map");
+    std::fs::write(&map, "alice@example.com mail2\nbob@example.com mail1\n").unwrap();
+    let socket = dir.path().join("control.sock");
+    let ports = GroupPorts::new();
+    let mut opts = ProxyOptions::new(&peers);
+    opts.server_extra = format!("control-socket = \"{}\"\n", socket.display());
+    let routing = format!(
+        "routing.method = \"map\"\nrouting.map = \"{}\"",
+        map.display()
+    );
+    opts.extra = group_config(&peers, &ports, &routing, false);
+    let proxy = Proxy::start(&peers, &opts);
+    let mut open = Vec::new();
+    for user in USERS {
+        let token = mint_token(&peers, user, SCOPE, 300);
+        let mut c = Raw::connect(ports.imap, false, &peers.ca());
+        c.expect_line();
+        c.send(&format!(
+            "a AUTHENTICATE OAUTHBEARER {}\r\n",
+            oauthbearer(None, &token)
+        ));
+        let reply = c.until("a ").pop().unwrap_or_default();
+        assert!(reply.starts_with("a OK"), "{user}: {reply}");
+        open.push(c);
+    }
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_oauthbearer-proxy"))
+            .arg("--config")
+            .arg(&proxy.config_path)
+            .args(["who", "--json"]),
+    );
+    let sessions: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("who --json");
+    let backend_of = |user: &str| {
+        sessions
+            .iter()
+            .find(|s| s["user"] == email(user))
+            .map(|s| s["backend"].clone())
+    };
+    assert_eq!(backend_of("alice"), Some(json!("mail2")), "{sessions:?}");
+    assert_eq!(backend_of("bob"), Some(json!("mail1")), "{sessions:?}");
+    for mut c in open {
+        c.send("z LOGOUT\r\n");
+        let _ = c.until("z ");
+    }
+}

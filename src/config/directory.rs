@@ -3,6 +3,7 @@
 use super::cache::cache_settings;
 use super::jwt::jwt_settings;
 use super::raw::RawDirectory;
+use super::session::{backchannel_logout, session_policy};
 use super::*;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +22,8 @@ pub struct Directory {
     /// Neither audience nor scope required, knowingly (`allow-any-audience`).
     pub allow_any_audience: bool,
     pub cache: CacheSettings,
+    pub session: SessionPolicy,
+    pub backchannel_logout: Option<BackchannelLogout>,
 }
 
 /// How a directory asks about a token. A missing URL comes from the
@@ -124,8 +127,13 @@ pub(super) fn directory(name: &str, mut raw: RawDirectory) -> Result<Directory> 
     if clock_skew > Duration::from_secs(600) {
         return Err(ConfigError::new(key("clock-skew"), "must be at most 10m"));
     }
+    let session = session_policy(name, raw.session.take())?;
+    let backchannel_logout =
+        backchannel_logout(name, raw.backchannel_logout.take(), raw.issuer.as_deref())?;
     Ok(Directory {
         name: name.to_string(),
+        session,
+        backchannel_logout,
         timeout,
         endpoint,
         fields,
@@ -187,6 +195,15 @@ pub(super) fn endpoint(
                 .take()
                 .and_then(|j| j.allow_untyped)
                 .unwrap_or(false);
+            if raw.auth.is_some() {
+                if raw.issuer.is_none() {
+                    return Err(ConfigError::new(
+                        key("issuer"),
+                        "is required with auth.* on a \"jwt\" directory (the introspection endpoint comes from its discovery)",
+                    ));
+                }
+                settings.introspect = Some(introspect_auth(name, raw.auth.take())?);
+            }
             Endpoint::Jwt(settings)
         }
         other => {

@@ -21,6 +21,10 @@ pub struct JwtSettings {
     /// `jwt.allow-untyped`: also accept `typ: JWT` or no `typ` (RFC 9068
     /// wants `at+jwt`), for providers that do not type their access tokens.
     pub allow_untyped: bool,
+    /// `auth.*` on a JWT directory: credentials for the issuer's RFC 7662
+    /// introspection endpoint, which session re-validation then asks (a
+    /// JWT alone cannot tell that it was revoked).
+    pub introspect: Option<super::IntrospectAuth>,
 }
 
 pub(super) fn jwt_settings(
@@ -107,5 +111,6 @@ pub(super) fn jwt_settings(
         algorithms,
         secret,
         allow_untyped: false,
+        introspect: None,
     })
 }

@@ -21,6 +21,9 @@ mod jwt;
 mod listener;
 pub mod raw;
 mod server;
+mod session;
+#[cfg(test)]
+mod session_tests;
 pub mod units;
 mod upstream;
 mod values;
@@ -32,6 +35,7 @@ pub use directory::{Directory, Endpoint, Fields, IntrospectAuth};
 pub use jwt::{JwtSettings, ASYMMETRIC_ALGORITHMS};
 pub use listener::{Listener, Protocol, TlsMode};
 pub use server::{Limits, Server, TlsFiles, DEFAULT_SESSION_TICKETS};
+pub use session::{AtExpiry, BackchannelLogout, SessionPolicy};
 pub use upstream::{IdentityField, Upstream, UpstreamLogin};
 use values::duration;
 pub use values::resolve_secret;

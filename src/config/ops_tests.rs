@@ -46,7 +46,7 @@ fn parse_with(server: &str, listener: &str, upstream: &str) -> Result<Config> {
 fn defaults_are_off() {
     let c = parse_with("", "", "").unwrap();
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(30));
-    assert_eq!(c.server.metrics, None);
+    assert_eq!(c.server.http, None);
     assert!(c.listeners[0].proxy_protocol.is_none());
     assert!(!c.upstreams["dovecot"].proxy_protocol_v2);
 }
@@ -60,11 +60,24 @@ fn operations_keys() {
     )
     .unwrap();
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(5));
-    assert_eq!(c.server.metrics, Some("127.0.0.1:9187".parse().unwrap()));
+    assert_eq!(c.server.http, Some("127.0.0.1:9187".parse().unwrap()));
     let nets = c.listeners[0].proxy_protocol.as_ref().unwrap();
     assert_eq!(nets.len(), 2);
     assert!(nets[0].contains("10.1.2.3".parse().unwrap()));
     assert!(c.upstreams["dovecot"].proxy_protocol_v2);
+}
+
+#[test]
+fn http_bind_and_its_metrics_alias() {
+    let addr: std::net::SocketAddr = "127.0.0.1:9187".parse().unwrap();
+    for server in [
+        "http.bind = \"127.0.0.1:9187\"\n",
+        "metrics.bind = \"127.0.0.1:9187\"\n",
+        "http.bind = \"127.0.0.1:9187\"\nmetrics.bind = \"127.0.0.1:9187\"\n",
+    ] {
+        let c = parse_with(server, "", "").unwrap();
+        assert_eq!(c.server.http, Some(addr), "{server}");
+    }
 }
 
 #[test]
@@ -76,6 +89,18 @@ fn invalid_operations_keys_name_the_key() {
         ),
         (
             parse_with("metrics.bind = \"localhost\"\n", "", ""),
+            "server.metrics.bind",
+        ),
+        (
+            parse_with("http.bind = \"localhost\"\n", "", ""),
+            "server.http.bind",
+        ),
+        (
+            parse_with(
+                "http.bind = \"127.0.0.1:9187\"\nmetrics.bind = \"127.0.0.1:9188\"\n",
+                "",
+                "",
+            ),
             "server.metrics.bind",
         ),
         (

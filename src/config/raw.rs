@@ -28,14 +28,19 @@ pub struct RawServer {
     pub log_format: Option<String>,
     /// How long a graceful stop waits for sessions to finish.
     pub shutdown_timeout: Option<String>,
-    pub metrics: Option<RawMetrics>,
+    /// The HTTP listener (`/metrics`, `/healthz`, back-channel logout).
+    pub http: Option<RawHttp>,
+    /// The older name of `http` (an alias).
+    pub metrics: Option<RawHttp>,
     /// Session threads (default: one per CPU).
     pub workers: Option<i64>,
+    /// The local administration socket (`who`, `kick`).
+    pub control_socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMetrics {
+pub struct RawHttp {
     pub bind: String,
 }
 
@@ -162,6 +167,23 @@ pub struct RawDirectory {
     /// Accept tokens without a required audience or scope (loudly).
     pub allow_any_audience: Option<bool>,
     pub cache: Option<RawCache>,
+    /// `session.revalidate`, `session.at-expiry`.
+    pub session: Option<RawSession>,
+    /// `backchannel-logout.audience`.
+    pub backchannel_logout: Option<RawBackchannelLogout>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSession {
+    pub revalidate: Option<String>,
+    pub at_expiry: Option<super::session::AtExpiry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawBackchannelLogout {
+    pub audience: String,
 }
 
 #[derive(Debug, Deserialize)]

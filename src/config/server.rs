@@ -13,8 +13,11 @@ pub struct Server {
     /// Threads that run sessions, each its own event loop (default: one
     /// per CPU). Takes effect at start.
     pub workers: usize,
-    /// Where Prometheus scrapes `/metrics` (and `/healthz`), if anywhere.
-    pub metrics: Option<SocketAddr>,
+    /// The HTTP listener (`[server.http] bind`, or its alias
+    /// `[server.metrics] bind`): `/metrics`, `/healthz`, back-channel logout.
+    pub http: Option<SocketAddr>,
+    /// The local administration socket (`who`, `kick`), if any.
+    pub control_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,17 +159,7 @@ pub(super) fn server(raw: raw::RawServer) -> Result<Server> {
         Some(v) => duration("server.shutdown-timeout", &v)?,
         None => Duration::from_secs(30),
     };
-    let metrics = raw
-        .metrics
-        .map(|m| {
-            m.bind.parse::<SocketAddr>().map_err(|_| {
-                ConfigError::new(
-                    "server.metrics.bind",
-                    format!("`{}` is not an address like \"127.0.0.1:9187\"", m.bind),
-                )
-            })
-        })
-        .transpose()?;
+    let http = http_bind(raw.http, raw.metrics)?;
     let workers = match raw.workers {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         Some(n @ 1..=1024) => n as usize,
@@ -177,15 +170,52 @@ pub(super) fn server(raw: raw::RawServer) -> Result<Server> {
             ))
         }
     };
+    let control_socket = match raw.control_socket {
+        Some(p) if !p.starts_with('/') => {
+            return Err(ConfigError::new(
+                "server.control-socket",
+                format!("`{p}` is not an absolute path"),
+            ))
+        }
+        p => p.map(PathBuf::from),
+    };
     Ok(Server {
         hostname,
         tls,
         limits,
         log_json,
         shutdown_timeout,
-        metrics,
+        http,
         workers,
+        control_socket,
     })
+}
+
+/// `[server.http] bind`, or the same address under its older name
+/// `[server.metrics] bind`; both set to different addresses is an error.
+fn http_bind(
+    http: Option<raw::RawHttp>,
+    metrics: Option<raw::RawHttp>,
+) -> Result<Option<SocketAddr>> {
+    let parse = |key: &str, m: raw::RawHttp| {
+        m.bind.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::new(
+                key,
+                format!("`{}` is not an address like \"127.0.0.1:9187\"", m.bind),
+            )
+        })
+    };
+    let http = http.map(|m| parse("server.http.bind", m)).transpose()?;
+    let metrics = metrics
+        .map(|m| parse("server.metrics.bind", m))
+        .transpose()?;
+    match (http, metrics) {
+        (Some(a), Some(b)) if a != b => Err(ConfigError::new(
+            "server.metrics.bind",
+            format!("is an alias of `server.http.bind` but says {b}, not {a}: keep one"),
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
 }
 
 pub(super) fn machine_hostname() -> String {

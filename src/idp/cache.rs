@@ -100,6 +100,7 @@ impl Cache {
         let inner = Moka::builder()
             .max_capacity(settings.max_entries)
             .expire_after(UntilUsable)
+            .support_invalidation_closures()
             .build();
         Self { inner, settings }
     }
@@ -168,6 +169,24 @@ impl Cache {
         }
     }
 
+    /// Records a refusal found outside a login (re-validation), so the
+    /// next login with that token is refused without waiting for `ttl`.
+    pub async fn refuse(&self, key: Key, rejection: Rejection) {
+        let until = Instant::now() + self.settings.negative_ttl.max(Duration::from_secs(60));
+        self.inner
+            .insert(key, Entry::Refused { rejection, until })
+            .await;
+    }
+
+    /// Drops every cached validation of `sub` (after a logout): the next
+    /// login goes to the provider.
+    pub fn forget_subject(&self, sub: &str) {
+        let sub = sub.to_string();
+        let _ = self.inner.invalidate_entries_if(move |_, entry| {
+            matches!(entry, Entry::Valid { identity, .. } if identity.sub.as_deref() == Some(sub.as_str()))
+        });
+    }
+
     pub fn entry_count(&self) -> u64 {
         self.inner.entry_count()
     }
@@ -207,9 +226,7 @@ mod tests {
         Arc::new(Identity {
             username: Some(name.into()),
             email: None,
-            full_name: None,
-            email_verified: None,
-            routing: Default::default(),
+            ..Identity::default()
         })
     }
 

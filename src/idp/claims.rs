@@ -9,7 +9,7 @@ use crate::config::{Fields, IdentityCase, IdentityField};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Identity {
     pub username: Option<String>,
     pub email: Option<String>,
@@ -21,6 +21,15 @@ pub struct Identity {
     /// The routing claims (`fields.routing`) the token carries, as text.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub routing: BTreeMap<String, String>,
+    /// The token's subject, session id (OpenID `sid`) and expiry, where the
+    /// provider's answer names them: what back-channel logout, `who` and
+    /// `session.at-expiry` go by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
 }
 
 impl Identity {
@@ -111,8 +120,20 @@ pub fn identity(claims: &Map<String, Value>, fields: &Fields) -> Result<Identity
                 Some((name.clone(), text))
             })
             .collect(),
+        sub: text_claim(claims, "sub"),
+        sid: text_claim(claims, "sid"),
+        exp: claims.get("exp").and_then(Value::as_i64),
     };
     Ok(identity)
+}
+
+/// A string claim, bounded and printable (it is logged and listed).
+fn text_claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    claims
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| s.len() <= 255 && !s.chars().any(char::is_control))
+        .map(str::to_string)
 }
 
 /// A user name that is safe to put into an IMAP or SMTP command.

@@ -194,6 +194,7 @@ fn validator(allow_untyped: bool) -> JwtValidator {
         algorithms: vec![Algorithm::HS256],
         secret: Some(Secret::new(SECRET)),
         allow_untyped,
+        introspect: None,
     };
     let expect = Expect {
         issuer: Some("https://idp.test"),

@@ -153,6 +153,7 @@ fn validator(algorithms: &[Algorithm], scope: Option<&str>) -> JwtValidator {
         algorithms: algorithms.to_vec(),
         secret: Some(Secret::new(SECRET)),
         allow_untyped: false,
+        introspect: None,
     };
     let expect = Expect {
         issuer: Some(ISS),

@@ -16,6 +16,8 @@
 //! - [`claims`]: mapping claims to an identity through `fields.*`.
 //! - [`hygiene`]: is it an access token meant for us (`typ`, ID tokens,
 //!   `crit`, `cnf`, `email_verified`, UserInfo scopes).
+//! - [`logout`], [`logout_verifier`], [`replay`]: OpenID Connect
+//!   Back-Channel Logout tokens.
 
 pub mod answer;
 pub mod cache;
@@ -30,6 +32,12 @@ pub mod jwks;
 pub mod jwt;
 #[cfg(test)]
 mod jwt_tests;
+pub mod logout;
+#[cfg(test)]
+mod logout_tests;
+pub mod logout_verifier;
+mod recheck;
+pub mod replay;
 pub mod stats;
 pub mod userinfo;
 
@@ -93,6 +101,8 @@ pub struct Validator {
     cache: Option<cache::Cache>,
     stats: Arc<Stats>,
     started: AtomicBool,
+    /// With `backchannel-logout`: checks the provider's logout tokens.
+    logout: Option<logout_verifier::Verifier>,
 }
 
 /// A validation's full answer, for `verify-token`.
@@ -144,6 +154,17 @@ impl Validator {
             .cache
             .enabled()
             .then(|| cache::Cache::new(directory.cache.clone()));
+        let jwt_jwks = match &method {
+            Method::Jwt(j) => j.jwks().cloned(),
+            _ => None,
+        };
+        let logout = logout_verifier::Verifier::for_directory(
+            &directory,
+            jwt_jwks,
+            discovery.as_ref(),
+            &http,
+            &stats,
+        );
         Ok(Self {
             directory,
             http,
@@ -152,6 +173,7 @@ impl Validator {
             cache,
             stats,
             started: AtomicBool::new(false),
+            logout,
         })
     }
 
@@ -249,6 +271,26 @@ impl Validator {
         Ok(identity)
     }
 
+    /// What an introspection answer must say for this directory.
+    fn introspect_expect(&self) -> introspect::Expect<'_> {
+        introspect::Expect {
+            required_scope: self.directory.required_scope.as_deref(),
+            audience: self.directory.audience.as_deref(),
+            issuer: self.directory.issuer.as_deref(),
+            leeway_secs: self.directory.clock_skew.as_secs() as i64,
+        }
+    }
+
+    /// The logout-token verifier (a directory with `backchannel-logout`).
+    pub fn logout(&self) -> Option<&logout_verifier::Verifier> {
+        self.logout.as_ref()
+    }
+
+    /// The directory's configuration (session policy, logout, issuer).
+    pub fn config(&self) -> &Directory {
+        &self.directory
+    }
+
     /// Validates without the cache and returns the claims too.
     pub async fn inspect(&self, token: &Secret, need: IdentityField) -> Result<Inspection, Error> {
         let (identity, claims) = self.check(token).await?;
@@ -280,16 +322,7 @@ impl Validator {
                 let claims = self
                     .timed(introspect::fetch(&self.http, &url, auth, token))
                     .await?;
-                introspect::check(
-                    &claims,
-                    cache::unix_now(),
-                    &introspect::Expect {
-                        required_scope: self.directory.required_scope.as_deref(),
-                        audience: self.directory.audience.as_deref(),
-                        issuer: self.directory.issuer.as_deref(),
-                        leeway_secs: self.directory.clock_skew.as_secs() as i64,
-                    },
-                )?;
+                introspect::check(&claims, cache::unix_now(), &self.introspect_expect())?;
                 claims
             }
         };
@@ -415,3 +448,8 @@ impl Directories {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+#[cfg(test)]
+use tests as tests_support;
+#[cfg(test)]
+#[path = "recheck_tests.rs"]
+mod recheck_tests;

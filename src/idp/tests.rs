@@ -2,9 +2,9 @@
 use super::*;
 use crate::config::Config;
 
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
+pub(super) const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
-fn directories(blocks: &str, names: &[&str]) -> Directories {
+pub(super) fn directories(blocks: &str, names: &[&str]) -> Directories {
     let text = format!(
         "[listener.l]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\ndirectory = \"{}\"\nupstream = \"u\"\n\
          [upstream.u]\naddress = \"127.0.0.1:1\"\nlogin.method = \"master-user\"\nlogin.username = \"p\"\nlogin.secret = \"s\"\n{blocks}",
@@ -19,13 +19,13 @@ fn directories(blocks: &str, names: &[&str]) -> Directories {
     )
 }
 
-fn jwt_block(name: &str, issuer: &str) -> String {
+pub(super) fn jwt_block(name: &str, issuer: &str) -> String {
     format!(
         "[directory.{name}]\ntype = \"oidc\"\nendpoint.method = \"jwt\"\nissuer = \"{issuer}\"\naudience = \"urn:mail\"\nalgorithms = [\"HS256\"]\nsecret = \"{SECRET}\"\nfields.username = \"username\"\n"
     )
 }
 
-fn token(iss: &str) -> Secret {
+pub(super) fn token(iss: &str) -> Secret {
     let claims = serde_json::json!({"iss": iss, "aud": "urn:mail", "exp": cache::unix_now() + 60, "username": "alice"});
     let header = jsonwebtoken::Header {
         typ: Some("at+jwt".into()),

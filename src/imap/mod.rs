@@ -24,6 +24,7 @@ pub static FRONTEND: Frontend = Frontend {
     greeting: reply::greeting,
     serve: serve_boxed,
     idle_farewell: |_| reply::INACTIVE.to_string(),
+    ended: |_, why| format!("* BYE {why}\r\n"),
     over_limit: |_, what| format!("* BYE [UNAVAILABLE] {what}, try again later.\r\n"),
 };
 

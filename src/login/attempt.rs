@@ -269,6 +269,7 @@ async fn succeeded<W: Wire>(
 ) -> io::Result<After> {
     st.outcome.user = Some(success.user);
     st.outcome.backend = Some(success.backend);
+    st.outcome.grant = Some(success.grant);
     st.outcome.last_failure = None;
     client
         .send(&ctx.wire.logged_in(&success.upstream.reply))
@@ -345,6 +346,7 @@ async fn passthrough<W: Wire>(
         Ok(PasswordReply::Accepted(up)) => {
             st.outcome.last_failure = None;
             st.outcome.backend = Some(backend);
+            st.outcome.grant = Some(crate::sessions::Grant::passthrough());
             client.send(&ctx.wire.logged_in(&up.reply)).await?;
             Ok(After::LoggedIn(client, Box::new(up)))
         }

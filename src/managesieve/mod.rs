@@ -30,6 +30,7 @@ pub static FRONTEND: Frontend = Frontend {
     greeting: session::greeting,
     serve: serve_boxed,
     idle_farewell: |_| reply::bye("Disconnected for inactivity."),
+    ended: |_, why| reply::bye(why),
     over_limit: |_, what| format!("BYE (TRYLATER) \"{what}, try again later.\"\r\n"),
 };
 

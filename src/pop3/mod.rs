@@ -24,6 +24,7 @@ pub static FRONTEND: Frontend = Frontend {
     greeting: |svc, _| reply::greeting(svc),
     serve: serve_boxed,
     idle_farewell: |_| reply::IDLE_FAREWELL.to_string(),
+    ended: |_, why| format!("-ERR [AUTH] {why}\r\n"),
     over_limit: |_, what| reply::over_limit(what),
 };
 

@@ -85,6 +85,7 @@ pub(super) fn build_after(
                         .and_then(|(_, a)| a.clone())
                 },
                 limiter: limiter.clone(),
+                sessions: crate::sessions::Registry::shared(),
             }))
         })
         .collect()

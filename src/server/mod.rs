@@ -51,17 +51,25 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     let mut server = Server {
         config_path,
         shutdown_timeout: config.server.shutdown_timeout,
-        metrics_bind: config.server.metrics,
+        http_bind: config.server.http,
+        http: Arc::new(crate::http::Shared::default()),
         log_json: config.server.log_json,
         bound: BTreeMap::new(),
         sessions: Arc::new(Sessions::default()),
         workers: Workers::start(config.server.workers)?,
     };
     server.apply(&config).await?;
-    if let Some(addr) = config.server.metrics {
-        let socket = crate::metrics::bind(addr).await?;
-        tracing::info!(address = %addr, "serving metrics");
-        tokio::spawn(crate::metrics::serve(socket));
+    if let Some(addr) = config.server.http {
+        let socket = crate::http::bind(addr).await?;
+        tracing::info!(address = %addr, "serving HTTP (metrics, health, back-channel logout)");
+        let router = crate::http::router(server.http.clone());
+        tokio::spawn(crate::http::serve(socket, router));
+    }
+    if let Some(path) = &config.server.control_socket {
+        let socket = crate::control::server::bind(path).await?;
+        tracing::info!(path = %path.display(), "serving the control socket (who, kick)");
+        let registry = crate::sessions::Registry::shared();
+        tokio::spawn(crate::control::server::serve(socket, registry));
     }
     let notifier = crate::notify::Notifier::from_env().map(Arc::new);
     if let Some(n) = &notifier {
@@ -114,7 +122,9 @@ struct Server {
     config_path: PathBuf,
     shutdown_timeout: Duration,
     /// Settings that only take effect at start (a reload warns about them).
-    metrics_bind: Option<SocketAddr>,
+    http_bind: Option<SocketAddr>,
+    /// What the HTTP listener's handlers see (the running directories).
+    http: Arc<crate::http::Shared>,
     log_json: bool,
     bound: BTreeMap<SocketAddr, Bound>,
     sessions: Arc<Sessions>,
@@ -193,6 +203,7 @@ impl Server {
                 b.service.send_replace(svc);
             }
         }
+        self.http.set_directories(self.validators());
         Ok(())
     }
 
@@ -211,12 +222,12 @@ impl Server {
         match result {
             Ok(config) => {
                 self.shutdown_timeout = config.server.shutdown_timeout;
-                if config.server.metrics != self.metrics_bind
+                if config.server.http != self.http_bind
                     || config.server.log_json != self.log_json
                     || config.server.workers != self.workers.handles.len()
                 {
                     tracing::warn!(
-                        "`server.metrics`, `server.log-format` and `server.workers` changes take effect at the next restart"
+                        "`server.http`, `server.log-format` and `server.workers` changes take effect at the next restart"
                     );
                 }
                 for warning in config.warnings() {

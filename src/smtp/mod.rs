@@ -25,6 +25,7 @@ pub static FRONTEND: Frontend = Frontend {
     greeting: |svc, _| reply::banner(svc),
     serve: serve_boxed,
     idle_farewell: |svc| format!("421 4.4.2 {} Error: timeout exceeded\r\n", svc.hostname),
+    ended: |svc, why| format!("421 4.7.0 {} {why}\r\n", svc.hostname),
     over_limit: |hostname, what| format!("421 4.7.0 {hostname} {what}, try again later.\r\n"),
 };
 

@@ -121,6 +121,21 @@ pub fn peers_exclusive() -> PeersExclusive {
 }
 
 impl Peers {
+    /// Sends a control line to peers.py and returns its `ok ...` reply.
+    pub fn control_reply(&self, command: &str) -> String {
+        let mut guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let (stdin, stdout) = &mut *guard;
+        writeln!(stdin, "{command}").expect("write to peers.py");
+        stdin.flush().expect("flush peers.py");
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read peers.py reply");
+        assert!(
+            line.starts_with("ok"),
+            "peers.py `{command}` failed: {line}"
+        );
+        line.trim().to_string()
+    }
+
     /// Sends a control line to peers.py (`stop oidc`, `start dovecot`, ...).
     pub fn control(&self, command: &str) {
         let mut guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
@@ -782,6 +797,39 @@ impl Raw {
     }
 
     /// Reads lines up to and including the first one starting with `prefix`.
+    /// Whether nothing arrives for `d` (the connection stays open and
+    /// silent); a line or the end of the connection within `d` is `false`.
+    pub fn quiet_for(&mut self, d: Duration) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let tcp = match &self.stream {
+            RawStream::Plain(s) => s,
+            RawStream::Tls(s) => s.get_ref(),
+            RawStream::Gone => return false,
+        };
+        tcp.set_read_timeout(Some(d)).expect("timeout");
+        let mut chunk = [0u8; 8192];
+        let quiet = match self.stream.read(&mut chunk) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                false
+            }
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        let tcp = match &self.stream {
+            RawStream::Plain(s) => s,
+            RawStream::Tls(s) => s.get_ref(),
+            RawStream::Gone => return quiet,
+        };
+        tcp.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        quiet
+    }
+
     pub fn until(&mut self, prefix: &str) -> Vec<String> {
         let mut lines = Vec::new();
         loop {

@@ -22,6 +22,18 @@
 //     POST /stats/reset  -> zero the counts
 //     POST /revoke       {"token":"..."} -> {"revoked":true|false} (opaque tokens)
 //     POST /rotate-keys  {"keep_old":false} -> new signing key (provider rebuilt)
+//     POST /client       {"client_id":"mail-client","backchannel_logout_uri":"http://127.0.0.1:N/...",
+//                         "backchannel_logout_session_required":false} -> the client's
+//                         metadata updated (provider rebuilt, tokens and grants kept)
+//     POST /backchannel-logout {"sub":"alice","client":"mail-client","sid":"..."|null}
+//                        -> {"status":200}: the provider's own back-channel logout of
+//                         that client for that user (what its end_session endpoint
+//                         runs for each client of the ended session): it builds the
+//                         logout token, signs it and POSTs it to backchannel_logout_uri
+//     POST /sign-logout  {"payload":{...},"header":{...},"foreign":false} -> {"token":"..."}
+//                         the payload signed RS256 with the provider's signing key
+//                         (kid included), or with a key of its own that was never
+//                         published ("foreign": true): forged logout tokens for tests
 //     GET  /health       -> {"ok":true}
 // Prints the single line READY on stdout once both ports listen.
 //
@@ -314,6 +326,9 @@ function buildProvider(keys) {
       introspection: { enabled: true },
       revocation: { enabled: true },
       userinfo: { enabled: true },
+      // OpenID Connect Back-Channel Logout 1.0 (clients get a
+      // backchannel_logout_uri at run time through the admin API).
+      backchannelLogout: { enabled: true },
       // JWT access tokens for the resource `urn:mail` (RFC 8707). Tokens
       // without a resource stay opaque and are usable at userinfo.
       resourceIndicators: {
@@ -344,6 +359,14 @@ function buildProvider(keys) {
         extra.email_verified = emailVerified(account);
       }
       return extra;
+    },
+
+    // oidc-provider refuses to POST to loopback addresses (SSRF protection
+    // in its fetch helper); the proxy under test listens on 127.0.0.1, so
+    // loopback targets go out without that dispatcher, and only they.
+    fetch(url, options) {
+      if (new URL(url).hostname === HOST) delete options.dispatcher;
+      return globalThis.fetch(url, options);
     },
 
     ttl: {
@@ -531,6 +554,58 @@ async function mintIdToken({
   return { id_token: await token.issue({ use: 'idtoken' }), client_id: client.clientId };
 }
 
+// ---------------------------------------------------------------- logout
+
+// Updates a client's back-channel logout metadata and rebuilds the provider
+// (static clients are read when it is built; the shared store keeps tokens).
+function updateClient({
+  client_id: clientId, backchannel_logout_uri: uri,
+  backchannel_logout_session_required: sessionRequired = false,
+}) {
+  const client = CLIENTS.find((c) => c.client_id === clientId);
+  if (!client) throw new Error(`unknown client ${clientId}`);
+  if (typeof uri !== 'string' || new URL(uri).hostname !== HOST) {
+    throw new Error('"backchannel_logout_uri" must be an http URL on 127.0.0.1');
+  }
+  client.backchannel_logout_uri = uri;
+  client.backchannel_logout_session_required = !!sessionRequired;
+  provider = buildProvider(signingKeys);
+  providerHandler = provider.callback();
+  return { client_id: clientId, backchannel_logout_uri: uri };
+}
+
+// The provider's own back-channel logout of one client for one user
+// (Client#backchannelLogout, the call end_session makes): it signs the
+// logout token and POSTs it to the client's backchannel_logout_uri.
+async function backchannelLogout({ sub, client: clientId = DEFAULT_TOKEN_CLIENT, sid }) {
+  if (typeof sub !== 'string' || !sub) throw new Error('"sub" (string) is required');
+  const client = await provider.Client.find(clientId);
+  if (!client) throw new Error(`unknown client ${clientId}`);
+  if (!client.backchannelLogoutUri) throw new Error(`client ${clientId} has no backchannel_logout_uri`);
+  const session = typeof sid === 'string' ? sid : crypto.randomUUID();
+  try {
+    await client.backchannelLogout(sub, session);
+    return { status: 200, sid: session };
+  } catch (err) {
+    return { status: err?.response?.status ?? 0, error: String(err?.message ?? err) };
+  }
+}
+
+// A key nobody published, for forged signatures (same kid as the real one).
+const FOREIGN_KEY = newSigningKey();
+
+// Signs an arbitrary payload as a JWS (RS256) for forged-token tests.
+function signLogout({ payload, header = {}, foreign = false }) {
+  if (typeof payload !== 'object' || payload === null) throw new Error('"payload" (object) is required');
+  const jwk = signingKeys[0];
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const head = { alg: 'RS256', typ: 'logout+jwt', kid: jwk.kid, ...header };
+  const input = `${b64(head)}.${b64(payload)}`;
+  const key = crypto.createPrivateKey({ key: foreign ? FOREIGN_KEY : jwk, format: 'jwk' });
+  const signature = crypto.sign('sha256', Buffer.from(input), key).toString('base64url');
+  return { token: `${input}.${signature}`, kid: jwk.kid, issuer: ISSUER };
+}
+
 // ---------------------------------------------------------------- admin API
 
 async function readJson(req) {
@@ -560,6 +635,15 @@ async function admin(req, res) {
       const found = typeof token === 'string' ? await provider.AccessToken.find(token) : undefined;
       if (found) await found.destroy();
       return reply(res, 200, { revoked: !!found });
+    }
+    if (req.method === 'POST' && pathname === '/client') {
+      return reply(res, 200, updateClient(await readJson(req)));
+    }
+    if (req.method === 'POST' && pathname === '/backchannel-logout') {
+      return reply(res, 200, await backchannelLogout(await readJson(req)));
+    }
+    if (req.method === 'POST' && pathname === '/sign-logout') {
+      return reply(res, 200, signLogout(await readJson(req)));
     }
     if (req.method === 'GET' && pathname === '/stats') {
       return reply(res, 200, stats);

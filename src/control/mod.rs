@@ -1,0 +1,48 @@
+//! The local administration socket: a Unix socket (mode 0600, and only
+//! the service's own user or root may talk on it) serving one JSON request
+//! per connection and answering with one JSON reply line.
+//!
+//! - [`server`]: the listener in the running proxy.
+//! - [`client`]: the `who` and `kick` subcommands.
+//!
+//! Requests are `{"command": "..."}` objects; new administration commands
+//! are new [`Request`] variants.
+
+pub mod client;
+pub mod server;
+
+use crate::sessions::Info;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The largest request accepted.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// List the relayed sessions.
+    Who,
+    /// End the sessions of a user, a token subject or a client address.
+    Kick(Target),
+}
+
+/// Which sessions `kick` ends: exactly one of the fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Sessions { sessions: Vec<Info> },
+    Ended { ended: usize },
+    Error { error: String },
+}
