@@ -276,13 +276,17 @@ impl Service {
         let plan = self.upstream.plan(key, self.listener.protocol)?;
         let strategy = upstream::strategy(self.listener.protocol);
         let (logged_in, backend) = (self.upstream)
-            .login(&plan, |target| {
-                let user = &user;
-                async move {
-                    let login = strategy.token_login(&target, ctx, user);
-                    upstream::bounded(&target, login).await
-                }
-            })
+            .login(
+                &plan,
+                |_| true,
+                |target| {
+                    let user = &user;
+                    async move {
+                        let login = strategy.token_login(&target, ctx, user);
+                        upstream::bounded(&target, login).await
+                    }
+                },
+            )
             .await;
         let name = &self.upstream.config.name;
         match logged_in {

@@ -177,10 +177,12 @@ impl Group {
 
     /// Runs `login` on the planned backends in turn: the next one is tried
     /// only when a backend could not be reached at all. Every try is
-    /// booked in the backend's metrics and health.
+    /// booked in the backend's metrics (`accepted`: whether an answer is a
+    /// login, not a refusal) and health.
     pub async fn login<T, F, Fut>(
         &self,
         plan: &[usize],
+        accepted: fn(&T) -> bool,
         mut login: F,
     ) -> (Result<T, upstream::Error>, Chosen)
     where
@@ -191,13 +193,12 @@ impl Group {
             let member = &self.members[i];
             let result = login(member.target.clone()).await;
             let unreachable = matches!(result, Err(upstream::Error::Connect(_)));
-            self.booked(member, &result, unreachable);
+            let ok = result.as_ref().is_ok_and(accepted);
+            self.booked(member, ok, &result, unreachable);
             if unreachable && n + 1 < plan.len() {
                 continue;
             }
-            let open = result
-                .is_ok()
-                .then(|| metrics::global().open_session(&self.config.name, &member.name));
+            let open = ok.then(|| metrics::global().open_session(&self.config.name, &member.name));
             let chosen = Chosen {
                 name: member.name.clone(),
                 _open: open,
@@ -213,9 +214,15 @@ impl Group {
         )
     }
 
-    fn booked<T>(&self, member: &Member, result: &Result<T, upstream::Error>, unreachable: bool) {
+    fn booked<T>(
+        &self,
+        member: &Member,
+        ok: bool,
+        result: &Result<T, upstream::Error>,
+        unreachable: bool,
+    ) {
         let upstream = &self.config.name;
-        metrics::global().login(upstream, &member.name, result.is_ok());
+        metrics::global().login(upstream, &member.name, ok);
         if unreachable {
             if let Err(e) = result {
                 self.mark(member, false, &e.to_string());

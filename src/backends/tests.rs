@@ -170,7 +170,11 @@ async fn smtp_moves_on_when_a_backend_cannot_be_reached() {
     let plan = g.plan(key(&alice), Protocol::Smtp).unwrap();
     assert_eq!(plan, vec![0, 1]);
     let (result, chosen) = g
-        .login(&plan, |t| async move { t.connect(None).await.map(|_| ()) })
+        .login(
+            &plan,
+            |_| true,
+            |t| async move { t.connect(None).await.map(|_| ()) },
+        )
         .await;
     assert!(result.is_ok());
     assert_eq!(chosen.name, "ok");

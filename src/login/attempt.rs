@@ -327,13 +327,18 @@ async fn passthrough<W: Wire>(
             let strategy = upstream::strategy(svc.listener.protocol);
             let login = ctx.login_context(&client);
             (svc.upstream)
-                .login(&plan, |target| async move {
+                .login(&plan, accepted, |target| async move {
                     let attempt = strategy.password_login(&target, login, password);
                     upstream::bounded(&target, attempt).await
                 })
                 .await
         }
-        Err(failure) => return fail(ctx, client, st, failure).await,
+        Err(failure) => {
+            let mechanism = st.outcome.mechanism.unwrap_or("-");
+            let label = failure.metric_label();
+            crate::metrics::global().login(&svc.listener.name, mechanism, label);
+            return fail(ctx, client, st, failure).await;
+        }
     };
     let word = match &reply {
         Ok(PasswordReply::Accepted(_)) => "ok",
@@ -381,4 +386,8 @@ fn password_backend(svc: &Service, creds: &Credentials) -> Result<Vec<usize>, Fa
         claim: None,
     };
     Ok(svc.upstream.plan(key, svc.listener.protocol)?)
+}
+
+fn accepted(reply: &PasswordReply) -> bool {
+    matches!(reply, PasswordReply::Accepted(_))
 }
