@@ -317,24 +317,11 @@ async fn passthrough<W: Wire>(
     creds: Credentials,
 ) -> io::Result<After> {
     let svc = ctx.svc;
-    let password = upstream::Password {
-        authzid: &creds.authzid,
-        user: &creds.user,
-        password: &creds.password,
-    };
-    let (reply, backend) = match password_backend(svc, &creds) {
-        Ok(plan) => {
-            let strategy = upstream::strategy(svc.listener.protocol);
-            let login = ctx.login_context(&client);
-            (svc.upstream)
-                .login(&plan, accepted, |target| async move {
-                    let attempt = strategy.password_login(&target, login, password);
-                    upstream::bounded(&target, attempt).await
-                })
-                .await
-        }
+    let mechanism = st.outcome.mechanism.unwrap_or("-");
+    let login = ctx.login_context(&client);
+    let (reply, backend) = match password_upstream(svc, login, &creds).await {
+        Ok(r) => r,
         Err(failure) => {
-            let mechanism = st.outcome.mechanism.unwrap_or("-");
             let label = failure.metric_label();
             crate::metrics::global().login(&svc.listener.name, mechanism, label);
             return fail(ctx, client, st, failure).await;
@@ -345,7 +332,6 @@ async fn passthrough<W: Wire>(
         Ok(PasswordReply::Refused { .. }) => "refused",
         Err(_) => "upstream-unavailable",
     };
-    let mechanism = st.outcome.mechanism.unwrap_or("-");
     crate::metrics::global().login(&svc.listener.name, mechanism, word);
     match reply {
         Ok(PasswordReply::Accepted(up)) => {
@@ -376,16 +362,38 @@ async fn passthrough<W: Wire>(
     }
 }
 
-/// The backends a relayed password may try: the user name the client
-/// typed, folded as the upstream folds it, routed like a token's user
-/// (no token, so no routing claim).
-fn password_backend(svc: &Service, creds: &Credentials) -> Result<Vec<usize>, Failure> {
+type Relayed = (
+    Result<PasswordReply, upstream::Error>,
+    crate::backends::Chosen,
+);
+
+/// The relayed password's upstream login, on the backend that the user
+/// name the client typed routes to (folded as the upstream folds it; no
+/// token, so no routing claim).
+async fn password_upstream(
+    svc: &Service,
+    login: LoginContext<'_>,
+    creds: &Credentials,
+) -> Result<Relayed, Failure> {
     let user = svc.upstream.user_key(&String::from_utf8_lossy(&creds.user));
     let key = crate::backends::RouteKey {
         user: &user,
         claim: None,
     };
-    Ok(svc.upstream.plan(key, svc.listener.protocol)?)
+    let plan = svc.upstream.plan(key, svc.listener.protocol)?;
+    let password = upstream::Password {
+        authzid: &creds.authzid,
+        user: &creds.user,
+        password: &creds.password,
+    };
+    let strategy = upstream::strategy(svc.listener.protocol);
+    let relayed = (svc.upstream)
+        .login(&plan, accepted, |target| async move {
+            let attempt = strategy.password_login(&target, login, password);
+            upstream::bounded(&target, attempt).await
+        })
+        .await;
+    Ok(relayed)
 }
 
 fn accepted(reply: &PasswordReply) -> bool {
