@@ -3,12 +3,13 @@
 //! log in upstream as the resolved user, and book the verdict (metrics,
 //! failure penalty). [`crate::login`] drives it for every protocol.
 
+use crate::backends::{Chosen, Group, NoBackend, RouteKey};
 use crate::config::{self, Limits};
 use crate::idp::{self, Directories, Rejection};
 use crate::sasl::{self, challenge, Mechanism};
 use crate::secret::Secret;
 use crate::sessions::{Grant, How, Registry};
-use crate::upstream::{self, ClientInfo, LoggedIn, LoginContext, Refusal, Target};
+use crate::upstream::{self, ClientInfo, LoggedIn, LoginContext, Refusal};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
@@ -19,7 +20,8 @@ pub struct Service {
     pub limits: Limits,
     /// The listener's directories, in order.
     pub directories: Directories,
-    pub upstream: Arc<Target>,
+    /// The upstream's backends (one for a single `address`).
+    pub upstream: Arc<Group>,
     pub tls: Option<TlsAcceptor>,
     /// Connection counts and the failure penalty, shared by all listeners.
     pub limiter: Arc<crate::limits::Limiter>,
@@ -103,6 +105,8 @@ pub struct PasswordToken<'a> {
 pub struct Success {
     pub user: String,
     pub upstream: LoggedIn,
+    /// The backend the session went to.
+    pub backend: Chosen,
     /// What the session registry keeps about the credential.
     pub grant: Grant,
 }
@@ -252,14 +256,44 @@ impl Service {
             Some(v) => Grant::token(how, v.clone(), token, &identity),
             None => Grant::passthrough(),
         };
+        self.log_in_as(ctx, &identity, user, grant).await
+    }
+
+    /// Logs in upstream as `user` on the backend the routing names (the
+    /// identity carries the routing claim, if any).
+    async fn log_in_as(
+        &self,
+        ctx: LoginContext<'_>,
+        identity: &idp::Identity,
+        user: String,
+        grant: Grant,
+    ) -> Result<Success, Failure> {
+        let claim = self.upstream.routing_claim();
+        let claim = claim
+            .and_then(|c| identity.routing.get(c))
+            .map(String::as_str);
+        let key = RouteKey { user: &user, claim };
+        let plan = self.upstream.plan(key, self.listener.protocol)?;
         let strategy = upstream::strategy(self.listener.protocol);
-        let login = strategy.token_login(&self.upstream, ctx, &user);
-        let logged_in = upstream::bounded(&self.upstream, login).await;
+        let (logged_in, backend) = (self.upstream)
+            .login(
+                &plan,
+                |_| true,
+                |target| {
+                    let user = &user;
+                    async move {
+                        let login = strategy.token_login(&target, ctx, user);
+                        upstream::bounded(&target, login).await
+                    }
+                },
+            )
+            .await;
         let name = &self.upstream.config.name;
         match logged_in {
             Ok(upstream) => Ok(Success {
                 user,
                 upstream,
+                backend,
                 grant,
             }),
             Err(upstream::Error::Refused { reply, by }) => Err(match by {
@@ -333,6 +367,8 @@ pub struct Outcome {
     /// Why the last login attempt failed, if one did (never a secret).
     pub last_failure: Option<String>,
     pub relayed: Option<crate::relay::Bytes>,
+    /// The backend the session went to (and is counted on while it lasts).
+    pub backend: Option<Chosen>,
     /// The credential facts of a successful login, for the session registry.
     pub grant: Option<Grant>,
 }
@@ -341,5 +377,21 @@ impl Outcome {
     pub fn ended(mut self, result: &'static str) -> Self {
         self.result = result;
         self
+    }
+}
+
+impl From<NoBackend> for Failure {
+    /// A claim that names no backend and a backend that is down are
+    /// temporary failures; a user the routing refuses is refused.
+    fn from(e: NoBackend) -> Self {
+        match e {
+            NoBackend::Unroutable(crate::backends::Unroutable::Refused(why)) => {
+                Failure::UpstreamRefused(format!("no backend for the user: {why}"))
+            }
+            NoBackend::Unroutable(e) => Failure::UpstreamUnavailable(format!("routing: {e}")),
+            NoBackend::Down { backend, user } => Failure::UpstreamUnavailable(format!(
+                "backend {backend}, which holds {user}'s mailbox, is down (failover = false)"
+            )),
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! the existing Dovecot / Postfix as the resolved user and relays the session.
 //!
 //! # Layout
-//! - `main.rs`: command line (run, check, verify-token).
+//! - `main.rs`: command line (run, check, verify-token, route).
 //! - [`config`]: the TOML file → a validated, typed [`config::Config`].
 //! - [`secret`]: `Secret`, a string that never prints itself.
 //! - [`server`]: listeners, accept loop, TLS handshakes, per-connection log line.
@@ -25,6 +25,8 @@
 //!   JWT with JWKS and discovery), the token cache and its counters.
 //! - [`upstream`]: connecting and logging in to Dovecot / Postfix, one login
 //!   strategy per protocol behind [`upstream::Strategy`].
+//! - [`backends`]: several backends per upstream: routing (hash, claim,
+//!   map), health checks, failover, per-backend metrics.
 //! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
 //! - [`apppass`]: app passwords (interface shared by the site and the login path).
 //! - [`control`]: the local administration socket and its commands (`who`, `kick`).
@@ -40,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apppass;
+pub mod backends;
 pub mod client;
 pub mod config;
 pub mod control;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod admin;
+mod route_user;
 mod verify_token;
 
 const DEFAULT_CONFIG: &str = "/etc/oauthbearer-proxy/config.toml";
@@ -41,6 +42,19 @@ enum Command {
         directory: String,
         /// The token; read from standard input when omitted.
         token: Option<String>,
+    },
+    /// Print which backend USER's sessions go to (its name first), why,
+    /// and whether it is up. Exit status: 0 routed, 1 no backend for the
+    /// user, 2 configuration error.
+    Route {
+        /// The `[upstream.NAME]` (default: the one with several backends).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// The value of the token's routing claim (`routing.method = "claim"`).
+        #[arg(long)]
+        claim: Option<String>,
+        /// The user as the upstream knows them.
+        user: String,
     },
     /// List the relayed sessions of the running proxy (over its
     /// `server.control-socket`).
@@ -94,6 +108,11 @@ fn main() -> ExitCode {
         Some(Command::VerifyToken { directory, token }) => {
             verify_token::run(&config, &directory, token)
         }
+        Some(Command::Route {
+            upstream,
+            claim,
+            user,
+        }) => route_user::run(&config, upstream.as_deref(), claim.as_deref(), &user),
         Some(Command::Who { json }) => admin::who(&config, &cli.config, json),
         Some(Command::Kick { user, sub, ip }) => {
             let target = oauthbearer_proxy::control::Target { user, sub, ip };

@@ -67,6 +67,9 @@ pub struct Fields {
     pub email: Option<String>,
     pub username: Option<String>,
     pub full_name: Option<String>,
+    /// Claims the upstreams this directory serves route by
+    /// (`routing.claim`), carried in the identity; set by the cross-check.
+    pub routing: Vec<String>,
 }
 
 pub(super) fn directory(name: &str, mut raw: RawDirectory) -> Result<Directory> {
@@ -115,6 +118,7 @@ pub(super) fn directory(name: &str, mut raw: RawDirectory) -> Result<Directory> 
             .username
             .or_else(|| Some("preferred_username".into())),
         full_name: raw.fields.full_name,
+        routing: Vec::new(),
     };
     let clock_skew = match raw.clock_skew.take() {
         Some(v) => duration(&key("clock-skew"), &v)?,

@@ -10,6 +10,8 @@
 //! (durations, URLs, secrets), [`hygiene`] (which tokens a directory
 //! accepts, identity case); [`raw`] mirrors the file.
 
+mod backends;
+mod backends_map;
 mod cache;
 mod directory;
 pub mod hygiene;
@@ -26,6 +28,7 @@ pub mod units;
 mod upstream;
 mod values;
 
+pub use backends::{Backend, Backends, Fallback, Health, Routing, UserMap};
 pub use cache::CacheSettings;
 use directory::check_url;
 pub use directory::{Directory, Endpoint, Fields, IntrospectAuth};
@@ -100,7 +103,7 @@ impl Config {
 
     pub fn from_raw(raw: RawConfig) -> Result<Config> {
         let server = server::server(raw.server)?;
-        let directories = raw
+        let mut directories = raw
             .directory
             .into_iter()
             .map(|(name, d)| Ok((name.clone(), directory::directory(&name, d)?)))
@@ -171,6 +174,7 @@ impl Config {
                 ));
             }
         }
+        backends::cross_check(&listeners, &upstreams, &mut directories)?;
         Ok(Config {
             server,
             listeners,
@@ -235,6 +239,8 @@ fn without_values(message: &str) -> String {
     message.to_string()
 }
 
+#[cfg(test)]
+mod backends_tests;
 #[cfg(test)]
 mod ops_tests;
 #[cfg(test)]

@@ -115,7 +115,12 @@ pub struct RawListener {
 pub struct RawUpstream {
     /// Which protocol the upstream speaks; inferred from its listeners when absent.
     pub protocol: Option<String>,
-    pub address: String,
+    /// One backend; or `backends` (several, see `config::backends`).
+    pub address: Option<String>,
+    pub backends: Option<Vec<super::backends::RawBackend>>,
+    pub routing: Option<super::backends::RawRouting>,
+    pub failover: Option<bool>,
+    pub health: Option<super::backends::RawHealth>,
     pub tls: Option<String>,
     pub tls_ca: Option<String>,
     /// Server name checked against the upstream certificate (default: the address's host).

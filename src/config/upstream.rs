@@ -10,8 +10,12 @@ pub struct Upstream {
     /// The protocol it speaks (`protocol = "imap"`); `None`: the protocol
     /// of the listeners that use it (which must then agree).
     pub protocol: Option<Protocol>,
-    /// `host:port` as configured (resolved at connect time).
+    /// `host:port` (resolved at connect time): the first backend's; each
+    /// backend's own connection settings carry its own address.
     pub address: String,
+    /// The backends and how users are routed to them (a single `address`
+    /// is a group of one).
+    pub backends: super::backends::Backends,
     pub tls: TlsMode,
     pub tls_ca: Option<PathBuf>,
     pub tls_name: String,
@@ -41,17 +45,24 @@ pub enum IdentityField {
 
 pub(super) fn upstream(name: &str, raw: RawUpstream) -> Result<Upstream> {
     let key = |k: &str| format!("upstream.{name}.{k}");
-    let host = raw
-        .address
-        .rsplit_once(':')
-        .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string())
-        .ok_or_else(|| {
-            ConfigError::new(
-                key("address"),
-                format!("`{}` is not host:port", raw.address),
-            )
-        })?;
+    let identity_case =
+        hygiene::identity_case(&key("identity-case"), raw.identity_case.as_deref())?;
+    let group = super::backends::RawGroup {
+        address: raw.address,
+        backends: raw.backends,
+        routing: raw.routing,
+        failover: raw.failover,
+        health: raw.health,
+    };
+    let mut backends = super::backends::backends(name, group, identity_case)?;
+    if let Some(n) = &raw.tls_name {
+        backends
+            .list
+            .iter_mut()
+            .for_each(|b| b.tls_name = n.clone());
+    }
+    let first = &backends.list[0];
+    let (address, tls_name) = (first.address.clone(), first.tls_name.clone());
     let tls = tls_mode(&key("tls"), raw.tls.as_deref())?;
     let login = match raw.login {
         None => {
@@ -113,14 +124,28 @@ pub(super) fn upstream(name: &str, raw: RawUpstream) -> Result<Upstream> {
     Ok(Upstream {
         name: name.to_string(),
         protocol,
-        address: raw.address,
+        address,
+        backends,
         tls,
         tls_ca: raw.tls_ca.map(PathBuf::from),
-        tls_name: raw.tls_name.unwrap_or(host),
+        tls_name,
         login,
         identity,
-        identity_case: hygiene::identity_case(&key("identity-case"), raw.identity_case.as_deref())?,
+        identity_case,
         connect_timeout,
         proxy_protocol_v2,
     })
+}
+
+impl Upstream {
+    /// The connection settings of backend `index`: its address and
+    /// certificate name, everything else the upstream's.
+    pub fn for_backend(&self, index: usize) -> Upstream {
+        let mut one = self.clone();
+        if let Some(b) = self.backends.list.get(index) {
+            one.address = b.address.clone();
+            one.tls_name = b.tls_name.clone();
+        }
+        one
+    }
 }

@@ -39,8 +39,8 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Reply, String> {
 /// `who`'s table: one line per session.
 pub fn table(sessions: &[Info], now: u64) -> String {
     let mut out = format!(
-        "{:<28} {:<11} {:<22} {:<15} {:>9} {:>9} {:>12} {:>12}\n",
-        "USER", "PROTOCOL", "CLIENT", "HOW", "SINCE", "EXPIRES", "IN", "OUT"
+        "{:<28} {:<11} {:<22} {:<15} {:<12} {:>9} {:>9} {:>12} {:>12}\n",
+        "USER", "PROTOCOL", "CLIENT", "HOW", "BACKEND", "SINCE", "EXPIRES", "IN", "OUT"
     );
     for s in sessions {
         let expires = match s.expires {
@@ -48,11 +48,12 @@ pub fn table(sessions: &[Info], now: u64) -> String {
             None => "-".to_string(),
         };
         out.push_str(&format!(
-            "{:<28} {:<11} {:<22} {:<15} {:>9} {:>9} {:>12} {:>12}\n",
+            "{:<28} {:<11} {:<22} {:<15} {:<12} {:>9} {:>9} {:>12} {:>12}\n",
             s.user,
             s.protocol,
             s.client.to_string(),
             s.how,
+            s.backend.as_deref().unwrap_or("-"),
             ago_or_in(-(now.saturating_sub(s.since) as i64)),
             expires,
             s.bytes_to_upstream,

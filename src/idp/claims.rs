@@ -7,6 +7,7 @@
 use super::{Error, Rejection};
 use crate::config::{Fields, IdentityCase, IdentityField};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Identity {
@@ -17,6 +18,9 @@ pub struct Identity {
     /// unverified email is never a login identity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
+    /// The routing claims (`fields.routing`) the token carries, as text.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub routing: BTreeMap<String, String>,
     /// The token's subject, session id (OpenID `sid`) and expiry, where the
     /// provider's answer names them: what back-channel logout, `who` and
     /// `session.at-expiry` go by.
@@ -104,6 +108,18 @@ pub fn identity(claims: &Map<String, Value>, fields: &Fields) -> Result<Identity
             .get("email_verified")
             .filter(|v| !v.is_null())
             .map(|_| !super::hygiene::email_unverified(claims)),
+        routing: fields
+            .routing
+            .iter()
+            .filter_map(|name| {
+                let text = match claims.get(name)? {
+                    Value::Null => return None,
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Some((name.clone(), text))
+            })
+            .collect(),
         sub: text_claim(claims, "sub"),
         sid: text_claim(claims, "sid"),
         exp: claims.get("exp").and_then(Value::as_i64),
@@ -139,6 +155,7 @@ mod tests {
             email: Some("email".into()),
             username: Some("preferred_username".into()),
             full_name: Some("name".into()),
+            routing: vec!["mailhost".into()],
         }
     }
 
@@ -149,12 +166,19 @@ mod tests {
         assert_eq!(id.email.as_deref(), Some("alice@example.com"));
         assert_eq!(id.username.as_deref(), Some("alice"));
         assert_eq!(id.full_name.as_deref(), Some("Alice Example"));
+        assert!(id.routing.is_empty());
         let case = IdentityCase::RequireLower;
         assert!(id.matches("ALICE@example.com", case));
         assert!(id.matches("alice", case));
         assert!(!id.matches("bob", case));
         assert!(!id.matches("ALICE@example.com", IdentityCase::Exact));
         assert!(id.matches("alice@example.com", IdentityCase::Exact));
+        let c = json!({"email": "a@example.com", "mailhost": "mail2"});
+        let id = map(c.as_object().unwrap(), &fields(), IdentityField::Email).unwrap();
+        assert_eq!(
+            id.routing.get("mailhost").map(String::as_str),
+            Some("mail2")
+        );
     }
 
     #[test]

@@ -268,6 +268,7 @@ async fn succeeded<W: Wire>(
     success: Success,
 ) -> io::Result<After> {
     st.outcome.user = Some(success.user);
+    st.outcome.backend = Some(success.backend);
     st.outcome.grant = Some(success.grant);
     st.outcome.last_failure = None;
     client
@@ -316,25 +317,26 @@ async fn passthrough<W: Wire>(
     creds: Credentials,
 ) -> io::Result<After> {
     let svc = ctx.svc;
-    let target = &svc.upstream;
-    let password = upstream::Password {
-        authzid: &creds.authzid,
-        user: &creds.user,
-        password: &creds.password,
+    let mechanism = st.outcome.mechanism.unwrap_or("-");
+    let login = ctx.login_context(&client);
+    let (reply, backend) = match password_upstream(svc, login, &creds).await {
+        Ok(r) => r,
+        Err(failure) => {
+            let label = failure.metric_label();
+            crate::metrics::global().login(&svc.listener.name, mechanism, label);
+            return fail(ctx, client, st, failure).await;
+        }
     };
-    let strategy = upstream::strategy(svc.listener.protocol);
-    let login = strategy.password_login(target, ctx.login_context(&client), password);
-    let reply = upstream::bounded(target, login).await;
     let word = match &reply {
         Ok(PasswordReply::Accepted(_)) => "ok",
         Ok(PasswordReply::Refused { .. }) => "refused",
         Err(_) => "upstream-unavailable",
     };
-    let mechanism = st.outcome.mechanism.unwrap_or("-");
     crate::metrics::global().login(&svc.listener.name, mechanism, word);
     match reply {
         Ok(PasswordReply::Accepted(up)) => {
             st.outcome.last_failure = None;
+            st.outcome.backend = Some(backend);
             st.outcome.grant = Some(crate::sessions::Grant::passthrough());
             client.send(&ctx.wire.logged_in(&up.reply)).await?;
             Ok(After::LoggedIn(client, Box::new(up)))
@@ -353,9 +355,47 @@ async fn passthrough<W: Wire>(
             too_many(ctx, client, st).await
         }
         Err(e) => {
-            let failure =
-                Failure::UpstreamUnavailable(format!("upstream {}: {e}", target.config.name));
+            let name = &svc.upstream.config.name;
+            let failure = Failure::UpstreamUnavailable(format!("upstream {name}: {e}"));
             fail(ctx, client, st, failure).await
         }
     }
+}
+
+type Relayed = (
+    Result<PasswordReply, upstream::Error>,
+    crate::backends::Chosen,
+);
+
+/// The relayed password's upstream login, on the backend that the user
+/// name the client typed routes to (folded as the upstream folds it; no
+/// token, so no routing claim).
+async fn password_upstream(
+    svc: &Service,
+    login: LoginContext<'_>,
+    creds: &Credentials,
+) -> Result<Relayed, Failure> {
+    let user = svc.upstream.user_key(&String::from_utf8_lossy(&creds.user));
+    let key = crate::backends::RouteKey {
+        user: &user,
+        claim: None,
+    };
+    let plan = svc.upstream.plan(key, svc.listener.protocol)?;
+    let password = upstream::Password {
+        authzid: &creds.authzid,
+        user: &creds.user,
+        password: &creds.password,
+    };
+    let strategy = upstream::strategy(svc.listener.protocol);
+    let relayed = (svc.upstream)
+        .login(&plan, accepted, |target| async move {
+            let attempt = strategy.password_login(&target, login, password);
+            upstream::bounded(&target, attempt).await
+        })
+        .await;
+    Ok(relayed)
+}
+
+fn accepted(reply: &PasswordReply) -> bool {
+    matches!(reply, PasswordReply::Accepted(_))
 }

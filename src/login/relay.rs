@@ -34,6 +34,7 @@ pub async fn relay(
             listener: &svc.listener.name,
             client: client.peer,
             mechanism: outcome.mechanism.unwrap_or("-"),
+            backend: outcome.backend.as_ref().map(|b| b.name.as_str()),
         },
         &grant,
     );

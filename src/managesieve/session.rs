@@ -27,7 +27,7 @@ pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
     if !client.greeted {
         // The first client of an upstream waits for its capabilities to
         // be learned (bounded by its connect-timeout); later ones do not.
-        let sieve = upstream::learned_capabilities(&svc.upstream).await;
+        let sieve = upstream::learned_capabilities(svc.upstream.any()).await;
         let greeting = reply::greeting(svc, client.is_tls(), &sieve);
         if client.send(greeting.as_bytes()).await.is_err() {
             return st.end("closed");
@@ -48,7 +48,7 @@ pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
 /// capabilities were never learned, so that [`serve`] greets once they are
 /// (rather than with Dovecot's defaults).
 pub fn greeting(svc: &Service, tls: bool) -> Option<String> {
-    let sieve = upstream::known_capabilities(&svc.upstream)?;
+    let sieve = upstream::known_capabilities(svc.upstream.any())?;
     Some(reply::greeting(svc, tls, &sieve))
 }
 
@@ -102,7 +102,7 @@ async fn dispatch(
         }
         Command::StartTls => return start_tls(client, svc).await,
         Command::Capability => {
-            let sieve = upstream::capabilities(&svc.upstream);
+            let sieve = upstream::capabilities(svc.upstream.any());
             let offer = reply::Offer::of(svc, client.is_tls());
             reply::capabilities(offer, &sieve) + &reply::ok("Capability completed.")
         }
@@ -162,7 +162,7 @@ async fn start_tls(mut client: Client, svc: &Service) -> io::Result<Next> {
     let ok = reply::ok("Begin TLS negotiation now.");
     client.send(ok.as_bytes()).await?;
     let mut client = client.start_tls(acceptor).await?;
-    let sieve = upstream::capabilities(&svc.upstream);
+    let sieve = upstream::capabilities(svc.upstream.any());
     let caps = reply::capabilities(reply::Offer::of(svc, true), &sieve)
         + &reply::ok("TLS negotiation successful.");
     client.send(caps.as_bytes()).await?;

@@ -2,10 +2,10 @@
 //! TLS acceptors (one per protocol, each with its ALPN id), validators
 //! (keeping the token cache of an unchanged directory on reload), upstreams.
 
+use crate::backends::Group;
 use crate::config::{Config, Protocol, TlsMode};
 use crate::gateway::Service;
 use crate::idp::{Directories, Validator};
-use crate::upstream::Target;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -48,7 +48,12 @@ pub(super) fn build_after(
     }
     let mut targets = BTreeMap::new();
     for (name, u) in &config.upstreams {
-        let t = Target::new(u.clone()).map_err(|e| format!("`upstream.{name}.tls-ca`: {e}"))?;
+        let protocol = u.protocol.or_else(|| {
+            let mut users = config.listeners.iter().filter(|l| l.upstream == *name);
+            users.next().map(|l| l.protocol)
+        });
+        let t = Group::new(u.clone(), protocol)
+            .map_err(|e| format!("`upstream.{name}.tls-ca`: {e}"))?;
         targets.insert(name.clone(), t);
     }
     config

@@ -139,6 +139,7 @@ fn log_outcome(svc: &Service, peer: SocketAddr, started: Instant, o: &Outcome) {
         duration_ms = started.elapsed().as_millis() as u64,
         bytes_in = up,
         bytes_out = down,
+        backend = o.backend.as_ref().map_or("-", |b| b.name.as_str()),
         "connection closed"
     );
 }

@@ -183,7 +183,7 @@ impl Server {
         for svc in &services {
             svc.directories.start();
             if svc.listener.protocol == crate::config::Protocol::ManageSieve {
-                crate::upstream::managesieve::known_capabilities(&svc.upstream);
+                crate::upstream::managesieve::known_capabilities(svc.upstream.any());
             }
         }
         for (addr, socket) in fresh {

@@ -26,6 +26,9 @@ pub struct Info {
     /// `token`, `password-token` or `passthrough`.
     pub how: String,
     pub mechanism: String,
+    /// The backend the session went to (an upstream with several backends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub directory: Option<String>,
     /// The first 12 hex digits of the credential's SHA-256 (tokens only).
@@ -137,6 +140,7 @@ pub struct New<'a> {
     pub listener: &'a str,
     pub client: SocketAddr,
     pub mechanism: &'static str,
+    pub backend: Option<&'a str>,
 }
 
 impl Registry {
@@ -163,6 +167,7 @@ impl Registry {
             client: new.client,
             how: grant.how.name().to_string(),
             mechanism: new.mechanism.to_string(),
+            backend: new.backend.map(str::to_string),
             directory: grant.directory().map(str::to_string),
             credential: key.as_ref().map(fingerprint),
             sub: grant.sub.clone(),

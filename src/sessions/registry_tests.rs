@@ -16,6 +16,7 @@ fn new<'a>(user: &'a str, port: u16) -> New<'a> {
         listener: "imaps",
         client: SocketAddr::from(([127, 0, 0, port as u8], port)),
         mechanism: "OAUTHBEARER",
+        backend: None,
     }
 }
 
@@ -63,6 +64,7 @@ fn a_logout_names_sessions_by_sid_or_else_by_sub() {
         client: SocketAddr::from(([127, 0, 0, 1], 1)),
         how: "token".into(),
         mechanism: "OAUTHBEARER".into(),
+        backend: None,
         directory: Some("kc".into()),
         credential: None,
         sub: sub.map(str::to_string),

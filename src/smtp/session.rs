@@ -75,7 +75,7 @@ async fn command(mut client: Client, svc: &Service, st: &mut State) -> io::Resul
     };
     match cmd {
         Command::Ehlo(name) => {
-            let keywords = upstream::smtp::extensions(&svc.upstream, &svc.hostname).await;
+            let keywords = upstream::smtp::extensions(svc.upstream.any(), &svc.hostname).await;
             let text = reply::ehlo(&svc.hostname, &keywords, offer(svc, &client));
             client.send(text.as_bytes()).await?;
             st.ehlo = Some(name);

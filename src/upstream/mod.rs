@@ -108,7 +108,7 @@ impl Target {
     /// Timed and counted in the upstream metrics.
     pub async fn connect(&self, client: Option<ClientInfo>) -> Result<UpstreamStream, Error> {
         let started = tokio::time::Instant::now();
-        let result = self.connect_once(client).await;
+        let result = self.open(client).await;
         crate::metrics::global().upstream_connect(
             &self.config.name,
             started.elapsed(),
@@ -117,7 +117,8 @@ impl Target {
         result
     }
 
-    async fn connect_once(&self, client: Option<ClientInfo>) -> Result<UpstreamStream, Error> {
+    /// [`Target::connect`] without the metrics (the health checks').
+    pub(crate) async fn open(&self, client: Option<ClientInfo>) -> Result<UpstreamStream, Error> {
         let address = &self.config.address;
         let tcp = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(address))
             .await

@@ -104,6 +104,7 @@ fn target(address: String) -> std::sync::Arc<Target> {
     Target::new(Upstream {
         name: "fake".into(),
         protocol: Some(crate::config::Protocol::Pop3),
+        backends: crate::config::Backends::single("fake", &address),
         address,
         tls: TlsMode::None,
         tls_ca: None,

@@ -38,6 +38,7 @@ fn target(address: String) -> Arc<Target> {
     Target::new(Upstream {
         protocol: None,
         name: "fake".into(),
+        backends: crate::config::Backends::single("fake", &address),
         address,
         tls: TlsMode::None,
         tls_ca: None,

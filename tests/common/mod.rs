@@ -26,6 +26,9 @@ pub struct Peers {
 }
 
 static PEERS: OnceLock<Peers> = OnceLock::new();
+/// Extra arguments for peers.py (e.g. `--second-dovecot`), set by a test
+/// binary before its first `peers_*()` call; all its tests share the peers.
+pub static PEERS_ARGS: OnceLock<Vec<&'static str>> = OnceLock::new();
 /// Tests that stop a peer take this exclusively; the others share it.
 static GATE: RwLock<()> = RwLock::new(());
 
@@ -37,6 +40,7 @@ fn start_peers() -> Peers {
     let script = manifest_dir().join("tests/peers/peers.py");
     let mut child = Command::new("python3")
         .arg(&script)
+        .args(PEERS_ARGS.get().map_or(&[][..], Vec::as_slice))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

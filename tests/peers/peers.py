@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Start the real upstream peers of oauthbearer-proxy on loopback, for tests.
 
-    python3 tests/peers/peers.py [--workdir DIR] [--no-postfix] [--keep]
+    python3 tests/peers/peers.py [--workdir DIR] [--no-postfix] [--keep] [--second-dovecot]
 
 Starts, under a fresh scratch directory and on free 127.0.0.1 ports:
 
@@ -18,11 +18,15 @@ Starts, under a fresh scratch directory and on free 127.0.0.1 ports:
   ``smtpd_upstream_proxy_protocol = haproxy``), SASL through Dovecot, delivering example.com over LMTP into
   Dovecot, every other transport ``error:``.
 * An OpenID provider (``node tests/peers/oidc/provider.mjs``).
+* With ``--second-dovecot``: a second Dovecot (``dovecot2``: its own
+  directories, mail directory and ports, the same master user and secret,
+  the same users), whose seeded messages say "Welcome to dovecot2, <email>",
+  so a test can tell which backend served a mailbox.
 
 When all are ready it prints ONE line of JSON describing them on stdout, then
 serves a line protocol on stdin until EOF or SIGTERM/SIGINT/SIGHUP:
 
-    stop oidc|dovecot|postfix      -> "ok" | "error <message>"
+    stop oidc|dovecot|dovecot2|postfix      -> "ok" | "error <message>"
     start oidc|dovecot|postfix     -> "ok" | "error <message>"
     restart oidc|dovecot|postfix   -> "ok" | "error <message>"
     status                         -> "ok {json: name -> pid or null}"
@@ -71,6 +75,12 @@ USERS = [
 # A Dovecot-only user whose app password is not UTF-8 (Latin-1 "café"):
 # password passthrough must hand it to Dovecot byte for byte.
 LATIN1_USER = ("carol@example.com", "carol", b"caf\xe9-app-password")
+
+# With --second-dovecot, both Dovecots also know user00..user49 (no
+# seeded mail; the provider has the same accounts): the users of the
+# several-backends and load-balancer tests.
+MANY_USERS = [(f"user{i:02}@example.com", f"user{i:02}", f"user{i:02}-app-password")
+              for i in range(50)]
 
 OIDC_BASIC_CLIENT = ["mail-proxy", "proxy-secret"]
 OIDC_POST_CLIENT = ["mail-proxy-post", "post-secret"]
@@ -261,10 +271,14 @@ def stop_group(proc: subprocess.Popen | None, pgid: int | None = None,
 
 class Dovecot:
     name = "dovecot"
+    mail_name = "mail"
+    # The seeded message's subject; dovecot2's says which instance it is.
+    welcome = "Welcome {email}"
+    more_users: list = []
 
     def __init__(self, workdir: Path, imap_port: int, lmtp_port: int, auth_port: int,
                  haproxy_port: int):
-        self.dir = workdir / "dovecot"
+        self.dir = workdir / self.name
         self.imap_port = imap_port
         self.haproxy_port = haproxy_port
         # POP3 and ManageSieve ports: chosen here so that subclasses passing
@@ -273,7 +287,7 @@ class Dovecot:
         self.use_ports(*free_ports(4))
         self.lmtp_port = lmtp_port
         self.auth_port = auth_port
-        self.mail_dir = workdir / "mail"
+        self.mail_dir = workdir / self.mail_name
         self.conf = self.dir / "dovecot.conf"
         self.log = self.dir / "dovecot.log"
         self.stdio_log = self.dir / "stdio.log"
@@ -305,7 +319,7 @@ class Dovecot:
         # passwd-file: user:password:uid:gid:gecos:home:shell:extra
         users.write_text("".join(
             f"{email}:{{PLAIN}}{password}::::{self.mail_dir}/{email.split('@')[1]}/{name}::\n"
-            for email, name, password in USERS))
+            for email, name, password in USERS + self.more_users))
         email, name, password = LATIN1_USER
         with users.open("ab") as f:
             f.write(email.encode() + b":{PLAIN}" + password
@@ -489,7 +503,7 @@ service anvil {{
             message = (
                 "From: Postmaster <postmaster@example.com>\r\n"
                 f"To: {name} <{email}>\r\n"
-                f"Subject: Welcome {email}\r\n"
+                f"Subject: {self.welcome.format(email=email)}\r\n"
                 "Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
                 f"Message-ID: <welcome-{name}@example.com>\r\n"
                 "\r\n"
@@ -532,7 +546,21 @@ service anvil {{
             "mail_dir": str(self.mail_dir),
             "pid": self.pid,
             "latin1_user": {"email": LATIN1_USER[0], "password_hex": LATIN1_USER[2].hex()},
+            "welcome": self.welcome,
         }
+
+
+class Dovecot2(Dovecot):
+    """A second Dovecot (``--second-dovecot``): another mail backend with its
+    own state, mail and ports, the first one's master user and secret."""
+    name = "dovecot2"
+    mail_name = "mail2"
+    welcome = "Welcome to dovecot2, {email}"
+
+    def __init__(self, workdir: Path, first: Dovecot):
+        imap, lmtp, auth, imap_pp = free_ports(4)
+        super().__init__(workdir, imap, lmtp, auth, imap_pp)
+        self.secret = first.secret
 
 
 # --------------------------------------------------------------------- Postfix
@@ -900,6 +928,8 @@ def main() -> int:
     parser.add_argument("--workdir", help="scratch directory (created; must be empty)")
     parser.add_argument("--no-postfix", action="store_true", help="do not start Postfix")
     parser.add_argument("--keep", action="store_true", help="keep the workdir at exit")
+    parser.add_argument("--second-dovecot", action="store_true",
+                        help="start a second Dovecot (dovecot2) with the same master user")
     opts = parser.parse_args()
 
     if os.geteuid() != 0:
@@ -923,8 +953,13 @@ def main() -> int:
         dovecot.use_ports(pop3, pop3_pp, sieve, sieve_pp)
         postfix = None if opts.no_postfix else Postfix(workdir, smtp, lmtp, auth, smtp_pp)
         oidc = Oidc(workdir, oidc_port, admin_port)
+        dovecot2 = None
+        if opts.second_dovecot:
+            dovecot.more_users = MANY_USERS
+            dovecot2 = Dovecot2(workdir, dovecot)
+            dovecot2.more_users = MANY_USERS
         # Postfix last: its smtpd needs Dovecot's auth service when probed.
-        peers = [p for p in (oidc, dovecot, postfix) if p is not None]
+        peers = [p for p in (oidc, dovecot, dovecot2, postfix) if p is not None]
         by_name = {p.name: p for p in peers}
         try:
             for peer in peers:
@@ -945,6 +980,7 @@ def main() -> int:
             "workdir": str(workdir),
             "dovecot": dovecot.describe(),
             "postfix": postfix.describe() if postfix else None,
+            "dovecot2": dovecot2.describe() if dovecot2 else None,
             "oidc": oidc.describe(),
             "users": [{"email": e, "username": n, "password": p,
                        "welcome_subject": f"Welcome {e}"} for e, n, p in USERS],

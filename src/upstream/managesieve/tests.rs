@@ -23,6 +23,7 @@ fn target(address: String) -> Arc<Target> {
         name: format!("fake-{address}"),
         protocol: None,
         identity_case: Default::default(),
+        backends: crate::config::Backends::single("fake", &address),
         address,
         tls: TlsMode::None,
         tls_ca: None,

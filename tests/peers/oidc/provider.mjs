@@ -12,6 +12,8 @@
 //                        -> {"access_token":"...","expires_in":300,"token_type":"Bearer",...}
 //                         optional "jkt": a DPoP key thumbprint (the token is then
 //                         sender-constrained: `cnf` in JWTs and introspection)
+//                         optional "claims": {"mailhost":"mail2"}: extra claims in the
+//                         token (JWT payload, introspection answer)
 //     POST /id-token     {"sub":"alice","client":"mail-client","nonce":"n"|null,
 //                         "access_token":"..."|null} -> {"id_token":"..."}: an OpenID
 //                         ID token issued by the provider's own IdToken class
@@ -75,6 +77,11 @@ const MAIL_RESOURCE_SCOPE = 'openid email profile';
 const OTHER_RESOURCE = 'urn:other';
 
 const ACCOUNTS = {
+  // user00 .. user49: the several-backends tests' users (peers.py --second-dovecot).
+  ...Object.fromEntries(Array.from({ length: 50 }, (_, i) => {
+    const name = `user${String(i).padStart(2, '0')}`;
+    return [name, { email: `${name}@example.com`, preferred_username: name, name }];
+  })),
   alice: { email: 'alice@example.com', preferred_username: 'alice', name: 'Alice Example' },
   bob: { email: 'bob@example.com', preferred_username: 'bob', name: 'Bob Example' },
   noemail: { preferred_username: 'noemail', name: 'No Email' },
@@ -345,7 +352,8 @@ function buildProvider(keys) {
       const account = ACCOUNTS[token.accountId];
       if (!account) return undefined;
       const scopes = new Set((token.scope ?? '').split(' '));
-      const extra = { username: account.preferred_username };
+      // Test-only claims given to POST /token (`claims`), e.g. a mail host.
+      const extra = { ...(EXTRA_CLAIMS.get(token.jti) ?? {}), username: account.preferred_username };
       if (scopes.has('email') && account.email) {
         extra.email = account.email;
         extra.email_verified = emailVerified(account);
@@ -458,6 +466,10 @@ function resourceServerInfo(resource = MAIL_RESOURCE) {
   };
 }
 
+// POST /token `claims`: extra claims for one token, by its jti (read by
+// extraTokenClaims when the token is saved).
+const EXTRA_CLAIMS = new Map();
+
 let signingKeys = [newSigningKey()];
 let provider = buildProvider(signingKeys);
 let providerHandler = provider.callback();
@@ -469,7 +481,7 @@ let providerHandler = provider.callback();
 // endpoint would do after a successful authorization code exchange).
 async function mintToken({
   sub, scope = 'openid email profile', ttl = 300, format = 'opaque', client: clientId,
-  resource = MAIL_RESOURCE, jkt,
+  resource = MAIL_RESOURCE, jkt, claims,
 }) {
   if (typeof sub !== 'string' || !sub) throw new Error('"sub" (string) is required');
   if (!Number.isInteger(ttl) || ttl < 1) throw new Error('"ttl" must be an integer >= 1');
@@ -495,7 +507,17 @@ async function mintToken({
       ? { resourceServer: new provider.ResourceServer(resource, resourceServerInfo(resource)) }
       : {}),
   });
-  const value = await token.save();
+  if (claims !== undefined) {
+    if (typeof claims !== 'object' || claims === null) throw new Error('"claims" must be an object');
+    if (!token.jti) token.jti = token.generateTokenId(); // save() keeps it
+    EXTRA_CLAIMS.set(token.jti, claims);
+  }
+  let value;
+  try {
+    value = await token.save();
+  } finally {
+    EXTRA_CLAIMS.delete(token.jti);
+  }
   return {
     access_token: value,
     token_type: 'Bearer',
