@@ -177,4 +177,4 @@ pub fn set_cookie(name: &str, value: &str, max_age: std::time::Duration) -> Stri
 }
 
 #[cfg(test)]
-mod tests;
+pub mod tests;
