@@ -13,7 +13,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-managesieved dovecot-sieve
-    postfix curl msmtp fetchmail openssl haproxy systemd)
+    postfix curl msmtp fetchmail openssl haproxy systemd
+    chromium chromium-driver python3-selenium)
 # One binary (or file) per package that proves it is installed.
 needed=(
     /usr/sbin/dovecot /usr/bin/doveadm
@@ -23,6 +24,8 @@ needed=(
     /usr/sbin/postfix /usr/sbin/postconf
     /usr/bin/curl /usr/bin/msmtp /usr/bin/fetchmail /usr/bin/openssl
     /usr/sbin/haproxy /usr/bin/systemd-analyze
+    /usr/bin/chromium /usr/bin/chromedriver
+    /usr/lib/python3/dist-packages/selenium
 )
 
 missing=()

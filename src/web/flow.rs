@@ -59,6 +59,7 @@ impl Refusal {
 pub struct Endpoints {
     pub authorization: String,
     pub token: String,
+    pub userinfo: Option<String>,
     pub jwks: Arc<Jwks>,
 }
 
@@ -78,6 +79,7 @@ pub struct Provider {
 /// What the token endpoint answered to a code or a refresh token.
 pub struct Tokens {
     pub id_token: Option<Secret>,
+    pub access_token: Option<Secret>,
     pub refresh_token: Option<Secret>,
 }
 
@@ -140,6 +142,7 @@ impl Provider {
                 Ok(Endpoints {
                     authorization: url("authorization_endpoint")?,
                     token: url("token_endpoint")?,
+                    userinfo: url("userinfo_endpoint").ok(),
                     jwks: Arc::new(jwks),
                 })
             })
@@ -199,8 +202,35 @@ impl Provider {
         let text = |k: &str| body.get(k).and_then(Value::as_str).map(Secret::new);
         Ok(Tokens {
             id_token: text("id_token"),
+            access_token: text("access_token"),
             refresh_token: text("refresh_token"),
         })
+    }
+
+    /// The UserInfo claims (OIDC Core §5.3) for the sign-in's access token:
+    /// providers that keep the ID token small (`openid` claims only) give
+    /// `email` and `preferred_username` there.
+    pub async fn userinfo(
+        &self,
+        access_token: &Secret,
+    ) -> Result<serde_json::Map<String, Value>, Refusal> {
+        let endpoints = self.endpoints().await?;
+        let Some(url) = &endpoints.userinfo else {
+            return Err(Refusal::Claims("no userinfo_endpoint to ask".into()));
+        };
+        let request = self.http.get(url).bearer_auth(access_token.expose());
+        let response = http::send(request)
+            .await
+            .map_err(|e| Refusal::Unavailable(e.reason()))?;
+        if response.status().as_u16() != 200 {
+            return Err(Refusal::Unavailable(format!(
+                "userinfo answered {}",
+                response.status()
+            )));
+        }
+        http::json_object(response)
+            .await
+            .map_err(|e| Refusal::Unavailable(e.reason()))
     }
 
     /// Uses a refresh token (RFC 6749 §6): is the user still active?

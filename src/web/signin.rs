@@ -97,7 +97,12 @@ async fn finish(site: &Site, headers: &HeaderMap, q: Callback) -> Result<String,
         nonce: &flow.nonce,
         skew_secs: site.provider.skew_secs,
     };
-    let claims = idtoken::verify(id_token.expose(), &endpoints.jwks, &expect, now()).await?;
+    let mut claims = idtoken::verify(id_token.expose(), &endpoints.jwks, &expect, now()).await?;
+    if session_of(site, &claims).is_err() {
+        if let Some(access) = &tokens.access_token {
+            merge_userinfo(&mut claims, site.provider.userinfo(access).await?)?;
+        }
+    }
     let session = session_of(site, &claims)?;
     site.standing
         .keep(&session.user, tokens.refresh_token)
@@ -107,6 +112,21 @@ async fn finish(site: &Site, headers: &HeaderMap, q: Callback) -> Result<String,
     tracing::info!(user = %session.user, "web: signed in");
     site.sessions.insert(id.clone(), session);
     Ok(id)
+}
+
+/// Adds the UserInfo claims the ID token lacks; the UserInfo `sub` must be
+/// the ID token's (OIDC Core §5.3.2), or the answer is someone else's.
+pub fn merge_userinfo(
+    claims: &mut serde_json::Map<String, serde_json::Value>,
+    userinfo: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), Refusal> {
+    if claims.get("sub").is_none() || userinfo.get("sub") != claims.get("sub") {
+        return Err(Refusal::Claims("userinfo names another subject".into()));
+    }
+    for (k, v) in userinfo {
+        claims.entry(k).or_insert(v);
+    }
+    Ok(())
 }
 
 /// The ID token's claims → the signed-in user, through `fields.*`.
