@@ -18,13 +18,30 @@ use std::process::Command;
 fn site_config(peers: &Peers, port: u16) -> ProxyOptions {
     let mut opts = ProxyOptions::new(peers);
     opts.directory.push_str(&format!(
-        "issuer = \"{}\"\nclient.id = \"mail-site\"\nclient.secret = \"site-secret\"\n",
+        "issuer = \"{}\"\nclient.id = \"mail-site\"\nclient.secret = \"site-secret\"\napp-passwords.standing-check = \"10s\"\n",
         peers.str(&["oidc", "issuer"])
     ));
     opts.extra.push_str(&format!(
         "\n[listener.account]\nprotocol = \"https\"\nbind = \"127.0.0.1:{port}\"\ndirectory = \"test\"\npublic-url = \"https://127.0.0.1:{port}/\"\n"
     ));
     opts
+}
+
+/// The proxy's log once it shows `needle` (a standing-check round is
+/// every 10 s here).
+fn wait_log(proxy: &Proxy, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+    loop {
+        let log = proxy.log();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "log never showed {needle:?}:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -78,6 +95,22 @@ fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
         !log.contains("site-secret"),
         "the client secret is never logged"
     );
+    // The standing check: alice's refresh token works, then alice is
+    // disabled at the provider and the next round refuses her.
+    wait_log(&proxy, "active=1");
+    admin_post(
+        &peers,
+        "/account",
+        &json!({"sub": "alice", "disabled": true}),
+    );
+    let log = wait_log(&proxy, "the provider refused the user's refresh token");
+    admin_post(
+        &peers,
+        "/account",
+        &json!({"sub": "alice", "disabled": false}),
+    );
+    assert!(log.contains("alice@example.com"), "{log}");
+    assert!(log.contains("sessions ended"), "{log}");
     for shot in [
         "web-signin",
         "web-provider-login",
