@@ -37,7 +37,7 @@ pub const SIGNIN_COOKIE: &str = "__Host-signin";
 
 /// Everything the handlers share.
 pub struct Site {
-    pub provider: flow::Provider,
+    pub provider: Arc<flow::Provider>,
     pub fields: Fields,
     pub identity: IdentityField,
     pub case: IdentityCase,
@@ -78,6 +78,7 @@ impl Site {
             .ok_or_else(|| format!("no directory `{}`", listener.directory))?;
         let redirect = redirect_uri(listener, &config.server.hostname);
         let provider = flow::Provider::new(directory, redirect)?
+            .map(Arc::new)
             .ok_or_else(|| format!("directory `{}` has no client.id", directory.name))?;
         let signer = match &listener.cookie_key {
             Some(k) => crypto::Signer::new(k.expose().as_bytes()),

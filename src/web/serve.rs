@@ -65,48 +65,41 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router)
 }
 
 /// Starts every `https` listener of `config` with `store` and `keeper`,
-/// and the standing check of each site's directory. The sites keep this
-/// configuration until a restart.
+/// and one standing check per directory users sign in with. The sites
+/// keep this configuration until a restart.
 pub async fn start(
     config: &crate::config::Config,
     store: Arc<dyn crate::apppass::Store>,
     keeper: Arc<dyn super::standing::Keeper>,
     disabled: super::standing::Disabled,
 ) -> Result<(), String> {
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .ok_or("`server.tls` is required")?;
+    let acceptor = acceptor(tls)?;
+    let mut checked = std::collections::BTreeSet::new();
     for listener in &config.web {
-        let tls = config
-            .server
-            .tls
-            .as_ref()
-            .ok_or("`server.tls` is required")?;
-        let acceptor = acceptor(tls)?;
         let site = Arc::new(super::Site::new(
             config,
             listener,
             store.clone(),
             keeper.clone(),
         )?);
-        let interval = config
-            .directories
-            .get(&listener.directory)
-            .map(|d| d.app_passwords.standing_check)
-            .unwrap_or(Duration::from_secs(900));
-        let provider = Arc::new(
-            super::flow::Provider::new(
-                config
-                    .directories
-                    .get(&listener.directory)
-                    .ok_or("unknown directory")?,
-                super::redirect_uri(listener, &config.server.hostname),
-            )?
-            .ok_or("no client.id")?,
-        );
-        tokio::spawn(super::standing::run(
-            provider,
-            keeper.clone(),
-            disabled.clone(),
-            interval,
-        ));
+        if checked.insert(listener.directory.clone()) {
+            let interval = config
+                .directories
+                .get(&listener.directory)
+                .map_or(Duration::from_secs(900), |d| d.app_passwords.standing_check);
+            let run = super::standing::run(
+                site.provider.clone(),
+                keeper.clone(),
+                disabled.clone(),
+                interval,
+            );
+            tokio::spawn(run);
+        }
         for addr in &listener.binds {
             let socket = TcpListener::bind(addr)
                 .await

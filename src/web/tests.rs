@@ -163,7 +163,7 @@ fn id_token_claims_are_checked() {
 }
 
 /// An Ed25519 key made by openssl: (PKCS#8 PEM, the public JWK's `x`).
-fn ed25519() -> (Vec<u8>, String) {
+pub(super) fn ed25519() -> (Vec<u8>, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = |args: &[&str]| {
         let ok = std::process::Command::new("openssl")
@@ -236,3 +236,6 @@ fn dates_and_groups() {
 
 #[path = "pages_tests.rs"]
 mod pages_tests;
+
+#[path = "flow_tests.rs"]
+mod flow_tests;
