@@ -190,10 +190,13 @@ impl Fixture {
     }
 }
 
+/// A change to good ID token claims.
+type Edit = Box<dyn Fn(&mut Map<String, Value>)>;
+
 #[tokio::test]
 async fn the_id_token_decides_and_a_refusal_keeps_nothing() {
     let f = fixture().await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Map<String, Value>)>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "wrong nonce",
             Box::new(|c| {
