@@ -44,6 +44,26 @@ fn wait_log(proxy: &Proxy, needle: &str) -> String {
     }
 }
 
+/// The standing check: alice's refresh token works, then alice is
+/// disabled at the provider and the next round refuses her (and ends her
+/// sessions); she is enabled again for the other tests.
+fn standing_check_refuses_a_disabled_user(peers: &Peers, proxy: &Proxy) {
+    wait_log(proxy, "active=1");
+    admin_post(
+        peers,
+        "/account",
+        &json!({"sub": "alice", "disabled": true}),
+    );
+    let log = wait_log(proxy, "the provider refused the user's refresh token");
+    admin_post(
+        peers,
+        "/account",
+        &json!({"sub": "alice", "disabled": false}),
+    );
+    assert!(log.contains("alice@example.com"), "{log}");
+    assert!(log.contains("sessions ended"), "{log}");
+}
+
 #[test]
 fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
     let peers = peers_read();
@@ -95,22 +115,7 @@ fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
         !log.contains("site-secret"),
         "the client secret is never logged"
     );
-    // The standing check: alice's refresh token works, then alice is
-    // disabled at the provider and the next round refuses her.
-    wait_log(&proxy, "active=1");
-    admin_post(
-        &peers,
-        "/account",
-        &json!({"sub": "alice", "disabled": true}),
-    );
-    let log = wait_log(&proxy, "the provider refused the user's refresh token");
-    admin_post(
-        &peers,
-        "/account",
-        &json!({"sub": "alice", "disabled": false}),
-    );
-    assert!(log.contains("alice@example.com"), "{log}");
-    assert!(log.contains("sessions ended"), "{log}");
+    standing_check_refuses_a_disabled_user(&peers, &proxy);
     for shot in [
         "web-signin",
         "web-provider-login",
