@@ -252,3 +252,48 @@ async fn the_id_token_decides_and_a_refusal_keeps_nothing() {
         Some("rt-alice")
     );
 }
+
+#[tokio::test]
+async fn the_standing_check_disables_on_refusal_and_keeps_when_unreachable() {
+    use super::standing::{check_all, Disabled, Keeper};
+    let f = fixture().await;
+    let c = config(&CONFIG.replace("http://127.0.0.1:9", &f.issuer)).expect("config");
+    let provider = flow::Provider::new(&c.directories["idp"], "https://x/oidc/callback".into())
+        .expect("provider")
+        .expect("a client");
+    let keeper = Memory::default();
+    keeper
+        .keep(
+            "alice@example.com",
+            Some(crate::secret::Secret::new("rt-old")),
+        )
+        .await
+        .expect("keep");
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let noted = seen.clone();
+    let disabled: Disabled = Arc::new(move |user: &str| {
+        noted.lock().expect("lock").push(user.to_string());
+    });
+    let round = check_all(&provider, &keeper, &disabled).await;
+    assert_eq!((round.active, round.unreachable), (1, 0));
+    assert_eq!(
+        keeper.refresh_token("alice@example.com").as_deref(),
+        Some("rt-alice"),
+        "the rotated refresh token is kept"
+    );
+    f.provider.1.lock().expect("lock").refuse = true;
+    let round = check_all(&provider, &keeper, &disabled).await;
+    assert_eq!(round.disabled, ["alice@example.com"]);
+    assert_eq!(*seen.lock().expect("lock"), ["alice@example.com"]);
+    // A provider that cannot be reached (nothing listens on port 9)
+    // changes nothing.
+    let c = config(CONFIG).expect("config");
+    let unreachable = flow::Provider::new(&c.directories["idp"], "https://x/oidc/callback".into())
+        .expect("provider")
+        .expect("a client");
+    let round = check_all(&unreachable, &keeper, &disabled).await;
+    assert_eq!((round.active, round.unreachable), (0, 1));
+    assert!(round.disabled.is_empty());
+    assert_eq!(seen.lock().expect("lock").len(), 1);
+    assert!(keeper.refresh_token("alice@example.com").is_some(), "kept");
+}

@@ -224,3 +224,25 @@ async fn autoconfig_is_served_at_both_paths() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_profile_has_the_password_only_when_asked() {
+    let s = start().await;
+    let (cookie, csrf) = s.alice();
+    let base = [
+        ("csrf", csrf.as_str()),
+        ("name", "Phone"),
+        ("password", "abcd efgh"),
+    ];
+    let (status, plist) = s.post("/profile", &cookie, &base).await;
+    assert_eq!(status, 200);
+    assert!(plist.contains("com.apple.mail.managed"), "{plist}");
+    assert!(!plist.contains("abcd efgh"), "not inline unless asked");
+    let mut inline = base.to_vec();
+    inline.push(("inline", "yes"));
+    let (status, plist) = s.post("/profile", &cookie, &inline).await;
+    assert_eq!(status, 200);
+    assert!(plist.contains("<string>abcd efgh</string>"), "{plist}");
+    let (status, _) = s.post("/profile", &cookie, &base[1..]).await;
+    assert_eq!(status, 400, "CSRF token required");
+}
