@@ -78,7 +78,10 @@ pub(super) fn protocol_named(key: &str, name: &str) -> Result<Protocol> {
                 .collect();
             Err(ConfigError::new(
                 key,
-                format!("`{name}` is not one of {}", names.join(", ")),
+                format!(
+                    "`{name}` is not one of {}, \"https\" (the app-password site)",
+                    names.join(", ")
+                ),
             ))
         }
     }

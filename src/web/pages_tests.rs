@@ -121,11 +121,37 @@ async fn creating_needs_the_csrf_token_and_stores_nothing_without_it() {
     assert!(page.contains("configuration profile"), "{page}");
     let (_, page) = s.get("/", &cookie).await;
     assert!(page.contains("Phone") && page.contains("never"), "{page}");
+    let (status, page) = s
+        .post(
+            "/app-passwords",
+            &cookie,
+            &[("name", "<b>x</b>"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("&lt;b&gt;x&lt;&#x2f;b&gt;") && !page.contains("<b>x"),
+        "escaped: {page}"
+    );
+    assert_eq!(s.listed().await, 2);
     let (status, _) = s
         .post("/app-passwords/revoke", &cookie, &[("all", "yes")])
         .await;
     assert_eq!(status, 400, "revoking needs the token too");
-    assert_eq!(s.listed().await, 1);
+    assert_eq!(s.listed().await, 2);
+    let (status, _) = s
+        .post(
+            "/app-passwords/revoke",
+            &cookie,
+            &[("id", "2"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(s.listed().await, 1, "only the one named");
+    assert!(
+        s.memory.check("alice@example.com", &password),
+        "the other stays"
+    );
     let (status, _) = s
         .post(
             "/app-passwords/revoke",
