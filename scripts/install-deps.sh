@@ -14,7 +14,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-managesieved dovecot-sieve
-    postfix curl msmtp fetchmail python3-sievelib openssl haproxy systemd)
+    postfix curl msmtp fetchmail python3-sievelib openssl haproxy systemd
+    chromium chromium-driver python3-selenium)
 # One binary (or file) per package that proves it is installed.
 needed=(
     /usr/sbin/dovecot /usr/bin/doveadm
@@ -25,6 +26,8 @@ needed=(
     /usr/bin/curl /usr/bin/msmtp /usr/bin/fetchmail /usr/bin/openssl
     /usr/lib/python3/dist-packages/sievelib/managesieve.py
     /usr/sbin/haproxy /usr/bin/systemd-analyze
+    /usr/bin/chromium /usr/bin/chromedriver
+    /usr/lib/python3/dist-packages/selenium
 )
 
 missing=()

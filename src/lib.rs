@@ -29,6 +29,7 @@
 //!   map), health checks, failover, per-backend metrics.
 //! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
 //! - [`apppass`]: app passwords (interface shared by the site and the login path).
+//! - [`web`]: the self-service site (`protocol = "https"`): sign-in at the provider, app passwords, client set-up.
 //! - [`control`]: the local administration socket and its commands (`who`, `kick`).
 //! - [`sessions`]: the registry of relayed sessions (`who`, `kick`),
 //!   re-validation of their tokens, ending them when access ends.
@@ -70,3 +71,4 @@ pub mod tls;
 #[cfg(test)]
 pub mod transcript;
 pub mod upstream;
+pub mod web;

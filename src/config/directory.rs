@@ -4,6 +4,7 @@ use super::cache::cache_settings;
 use super::jwt::jwt_settings;
 use super::raw::RawDirectory;
 use super::session::{backchannel_logout, session_policy};
+use super::web::{self, AppPasswordSettings, OidcClient};
 use super::*;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,9 @@ pub struct Directory {
     pub cache: CacheSettings,
     pub session: SessionPolicy,
     pub backchannel_logout: Option<BackchannelLogout>,
+    /// The self-service site's client (`client.id`, `client.secret`).
+    pub client: Option<OidcClient>,
+    pub app_passwords: AppPasswordSettings,
 }
 
 /// How a directory asks about a token. A missing URL comes from the
@@ -130,8 +134,12 @@ pub(super) fn directory(name: &str, mut raw: RawDirectory) -> Result<Directory> 
     let session = session_policy(name, raw.session.take())?;
     let backchannel_logout =
         backchannel_logout(name, raw.backchannel_logout.take(), raw.issuer.as_deref())?;
+    let client = web::oidc_client(name, raw.client.take())?;
+    let app_passwords = web::app_passwords(name, raw.app_passwords.take())?;
     Ok(Directory {
         name: name.to_string(),
+        client,
+        app_passwords,
         session,
         backchannel_logout,
         timeout,

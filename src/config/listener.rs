@@ -55,6 +55,8 @@ pub struct Listener {
     /// Inbound PROXY protocol: `Some(networks)` means every connection must
     /// start with a v1 or v2 header and come from one of these networks.
     pub proxy_protocol: Option<Vec<Network>>,
+    /// The host name mail clients are told (autoconfig); default `server.hostname`.
+    pub public_name: Option<String>,
 }
 
 impl Listener {
@@ -76,7 +78,10 @@ pub(super) fn protocol_named(key: &str, name: &str) -> Result<Protocol> {
                 .collect();
             Err(ConfigError::new(
                 key,
-                format!("`{name}` is not one of {}", names.join(", ")),
+                format!(
+                    "`{name}` is not one of {}, \"https\" (the app-password site)",
+                    names.join(", ")
+                ),
             ))
         }
     }
@@ -85,21 +90,20 @@ pub(super) fn protocol_named(key: &str, name: &str) -> Result<Protocol> {
 pub(super) fn listener(name: &str, raw: RawListener) -> Result<Listener> {
     let key = |k: &str| format!("listener.{name}.{k}");
     let protocol = protocol_named(&key("protocol"), &raw.protocol)?;
-    let binds = raw
-        .bind
-        .into_vec()
-        .iter()
-        .map(|b| {
-            b.parse::<SocketAddr>().map_err(|_| {
-                ConfigError::new(
-                    key("bind"),
-                    format!("`{b}` is not an address like \"[::]:993\" or \"0.0.0.0:993\""),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if binds.is_empty() {
-        return Err(ConfigError::new(key("bind"), "needs at least one address"));
+    let binds = binds(name, raw.bind)?;
+    for (k, set) in [
+        ("public-url", raw.public_url.is_some()),
+        ("cookie-key", raw.cookie_key.is_some()),
+    ] {
+        if set {
+            return Err(ConfigError::new(
+                key(k),
+                "is only used on an \"https\" listener",
+            ));
+        }
+    }
+    if raw.upstream.is_empty() {
+        return Err(ConfigError::new(key("upstream"), "is required"));
     }
     let tls = tls_mode(&key("tls"), raw.tls.as_deref())?;
     let xoauth2_error_status = raw
@@ -168,7 +172,29 @@ pub(super) fn listener(name: &str, raw: RawListener) -> Result<Listener> {
         password_tokens: raw.password_tokens,
         xoauth2_error_status,
         proxy_protocol,
+        public_name: raw.public_name,
     })
+}
+
+/// A listener's `bind`: one address or a list, at least one.
+pub(super) fn binds(name: &str, bind: raw::OneOrMany) -> Result<Vec<SocketAddr>> {
+    let key = format!("listener.{name}.bind");
+    let binds = bind
+        .into_vec()
+        .iter()
+        .map(|b| {
+            b.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::new(
+                    &key,
+                    format!("`{b}` is not an address like \"[::]:993\" or \"0.0.0.0:993\""),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if binds.is_empty() {
+        return Err(ConfigError::new(key, "needs at least one address"));
+    }
+    Ok(binds)
 }
 
 pub(super) fn tls_mode(key: &str, value: Option<&str>) -> Result<TlsMode> {

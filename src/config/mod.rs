@@ -27,6 +27,7 @@ mod session_tests;
 pub mod units;
 mod upstream;
 mod values;
+mod web;
 
 pub use backends::{Backend, Backends, Fallback, Health, Routing, UserMap};
 pub use cache::CacheSettings;
@@ -39,6 +40,7 @@ pub use session::{AtExpiry, BackchannelLogout, SessionPolicy};
 pub use upstream::{IdentityField, Upstream, UpstreamLogin};
 use values::duration;
 pub use values::resolve_secret;
+pub use web::{AppPasswordSettings, OidcClient, WebListener, MIN_COOKIE_KEY};
 
 pub use crate::proxy_protocol::Network;
 use crate::secret::Secret;
@@ -86,6 +88,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub upstreams: BTreeMap<String, Upstream>,
     pub directories: BTreeMap<String, Directory>,
+    /// The `https` listeners (the self-service site).
+    pub web: Vec<WebListener>,
 }
 
 impl Config {
@@ -113,8 +117,16 @@ impl Config {
             .into_iter()
             .map(|(name, u)| Ok((name.clone(), upstream::upstream(&name, u)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        let listeners = raw
+        let (https, mail): (Vec<_>, Vec<_>) = raw
             .listener
+            .into_iter()
+            .partition(|(_, l)| l.protocol == "https");
+        let web = https
+            .into_iter()
+            .map(|(name, l)| web::web_listener(&name, l))
+            .collect::<Result<Vec<_>>>()?;
+        web::check(&web, &server, &directories)?;
+        let listeners = mail
             .into_iter()
             .map(|(name, l)| listener::listener(&name, l))
             .collect::<Result<Vec<_>>>()?;
@@ -180,6 +192,7 @@ impl Config {
             listeners,
             upstreams,
             directories,
+            web,
         })
     }
 

@@ -94,6 +94,8 @@ pub struct RawListener {
     /// One directory, or a list: a JWT goes to the one whose `issuer`
     /// matches, an opaque token tries them in order.
     pub directory: OneOrMany,
+    /// Required except on an `https` listener (the self-service site).
+    #[serde(default)]
     pub upstream: String,
     #[serde(default)]
     pub password_passthrough: bool,
@@ -108,6 +110,12 @@ pub struct RawListener {
     pub proxy_protocol: bool,
     /// Who may send that header (CIDR networks); required with `proxy-protocol`.
     pub proxy_trusted_networks: Option<Vec<String>>,
+    /// The name mail clients are told (autoconfig, `.mobileconfig`).
+    pub public_name: Option<String>,
+    /// `https` listeners: the site's base URL (ends in `/`).
+    pub public_url: Option<String>,
+    /// `https` listeners: the session cookie's HMAC key (a secret value).
+    pub cookie_key: Option<Secret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +183,24 @@ pub struct RawDirectory {
     pub session: Option<RawSession>,
     /// `backchannel-logout.audience`.
     pub backchannel_logout: Option<RawBackchannelLogout>,
+    /// `client.id`, `client.secret`: the self-service site's OIDC client.
+    pub client: Option<RawClient>,
+    /// `app-passwords.standing-check`, `app-passwords.max-age`.
+    pub app_passwords: Option<RawAppPasswords>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawClient {
+    pub id: String,
+    pub secret: Option<Secret>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawAppPasswords {
+    pub standing_check: Option<String>,
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

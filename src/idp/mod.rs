@@ -23,7 +23,7 @@ pub mod answer;
 pub mod cache;
 pub mod claims;
 pub mod discovery;
-mod http;
+pub(crate) mod http;
 pub mod hygiene;
 #[cfg(test)]
 mod hygiene_tests;

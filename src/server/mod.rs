@@ -65,6 +65,9 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
         let router = crate::http::router(server.http.clone());
         tokio::spawn(crate::http::serve(socket, router));
     }
+    if !config.web.is_empty() {
+        start_web(&config).await?;
+    }
     if let Some(path) = &config.server.control_socket {
         let socket = crate::control::server::bind(path).await?;
         tracing::info!(path = %path.display(), "serving the control socket (who, kick)");
@@ -115,6 +118,22 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The `https` listeners (the app-password site). Until the persistent
+/// stores are wired in, app passwords live in memory (and the login path
+/// does not read them); a user the standing check finds disabled has
+/// their sessions ended.
+async fn start_web(config: &Config) -> Result<(), String> {
+    tracing::warn!("app passwords are kept in memory until the store is configured: they do not survive a restart");
+    let memory = Arc::new(crate::web::memory::Memory::default());
+    let disabled: crate::web::standing::Disabled = Arc::new(|user: &str| {
+        let selector = crate::sessions::Selector::User(user.to_string());
+        let ended =
+            crate::sessions::Registry::shared().end(&selector, crate::sessions::Reason::Revoked);
+        tracing::warn!(user = %user, sessions = ended, "disabled at the provider: sessions ended");
+    });
+    crate::web::serve::start(config, memory.clone(), memory, disabled).await
 }
 
 /// The running listeners, keyed by bound address, and the open sessions.

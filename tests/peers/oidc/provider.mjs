@@ -34,7 +34,16 @@
 //                         the payload signed RS256 with the provider's signing key
 //                         (kid included), or with a key of its own that was never
 //                         published ("foreign": true): forged logout tokens for tests
+//     POST /site-client  {"redirect_uri":"https://127.0.0.1:N/oidc/callback"} -> the
+//                         self-service site's client (`mail-site`, secret `site-secret`,
+//                         client_secret_basic, code + refresh_token) gets that
+//                         redirect URI (provider rebuilt, tokens and grants kept)
+//     POST /account      {"sub":"alice","disabled":true} -> the account is disabled
+//                         (findAccount no longer finds it: its refresh tokens are
+//                         refused with invalid_grant) or enabled again
 //     GET  /health       -> {"ok":true}
+// Port P also serves the provider's own login and consent pages (its dev
+// interactions: any login name that is an account below, any password).
 // Prints the single line READY on stdout once both ports listen.
 //
 // Everything is throw-away: keys are generated at start, storage is in memory.
@@ -149,6 +158,16 @@ const CLIENTS = [
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     redirect_uris: ['http://127.0.0.1/callback'],
+  },
+  // The self-service app-password site (issue 14): a confidential web
+  // client; its redirect URI is set at run time (POST /site-client).
+  {
+    client_id: 'mail-site',
+    client_secret: 'site-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['https://127.0.0.1/oidc/callback'],
   },
   {
     client_id: INTERNAL_CLIENT_ID,
@@ -298,7 +317,7 @@ function buildProvider(keys) {
 
     async findAccount(ctx, sub) {
       const account = ACCOUNTS[sub];
-      if (!account) return undefined;
+      if (!account || account.disabled) return undefined;
       return {
         accountId: sub,
         async claims(use, scope) {
@@ -322,7 +341,9 @@ function buildProvider(keys) {
     scopes: ['openid', 'email', 'profile', 'offline_access'],
 
     features: {
-      devInteractions: { enabled: false }, // no login UI: tokens come from the admin API
+      // The provider's own login and consent pages, for the site's browser
+      // test; every other test gets its tokens from the admin API.
+      devInteractions: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
       userinfo: { enabled: true },
@@ -574,6 +595,26 @@ function updateClient({
   return { client_id: clientId, backchannel_logout_uri: uri };
 }
 
+// The site client's redirect URI (the site's port is known only at run time).
+function updateSiteClient({ redirect_uri: uri }) {
+  const client = CLIENTS.find((c) => c.client_id === 'mail-site');
+  if (typeof uri !== 'string' || new URL(uri).hostname !== HOST) {
+    throw new Error('"redirect_uri" must be a URL on 127.0.0.1');
+  }
+  client.redirect_uris = [uri];
+  provider = buildProvider(signingKeys);
+  providerHandler = provider.callback();
+  return { client_id: client.client_id, redirect_uris: client.redirect_uris };
+}
+
+// Disables (or enables again) an account at the provider.
+function updateAccount({ sub, disabled }) {
+  const account = ACCOUNTS[sub];
+  if (!account) throw new Error(`unknown account ${sub}`);
+  account.disabled = !!disabled;
+  return { sub, disabled: account.disabled };
+}
+
 // The provider's own back-channel logout of one client for one user
 // (Client#backchannelLogout, the call end_session makes): it signs the
 // logout token and POSTs it to the client's backchannel_logout_uri.
@@ -638,6 +679,12 @@ async function admin(req, res) {
     }
     if (req.method === 'POST' && pathname === '/client') {
       return reply(res, 200, updateClient(await readJson(req)));
+    }
+    if (req.method === 'POST' && pathname === '/site-client') {
+      return reply(res, 200, updateSiteClient(await readJson(req)));
+    }
+    if (req.method === 'POST' && pathname === '/account') {
+      return reply(res, 200, updateAccount(await readJson(req)));
     }
     if (req.method === 'POST' && pathname === '/backchannel-logout') {
       return reply(res, 200, await backchannelLogout(await readJson(req)));

@@ -1,0 +1,299 @@
+//! The whole sign-in against an in-process provider whose token endpoint
+//! answers what each case needs: a good ID token signs in and keeps the
+//! refresh token; a wrong `nonce`, another `aud` or `iss`, an expired token,
+//! claims that name no mailbox and a refused (replayed) code each end on
+//! the refusal page with no session and nothing kept.
+
+use super::*;
+use axum::extract::State as AxState;
+use axum::response::{IntoResponse, Response};
+
+fn json_of(status: u16, v: Value) -> Response {
+    let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+use std::sync::Mutex;
+
+/// What the fake token endpoint answers next.
+#[derive(Default)]
+struct Answer {
+    id_token: Option<String>,
+    refuse: bool,
+}
+
+type Shared = Arc<(String, Mutex<Answer>, Value)>;
+
+async fn discovery(AxState(s): AxState<Shared>) -> Response {
+    let b = &s.0;
+    json_of(
+        200,
+        json!({"issuer": b, "authorization_endpoint": format!("{b}/auth"),
+        "token_endpoint": format!("{b}/token"), "jwks_uri": format!("{b}/jwks"),
+        "userinfo_endpoint": format!("{b}/me")}),
+    )
+}
+
+async fn jwks(AxState(s): AxState<Shared>) -> Response {
+    json_of(200, s.2.clone())
+}
+
+async fn userinfo() -> Response {
+    json_of(200, json!({"sub": "alice", "name": "Alice"}))
+}
+
+async fn token(AxState(s): AxState<Shared>) -> Response {
+    let answer = s.1.lock().unwrap_or_else(|e| e.into_inner());
+    if answer.refuse {
+        return json_of(400, json!({"error": "invalid_grant"}));
+    }
+    json_of(
+        200,
+        json!({"access_token": "at", "token_type": "Bearer", "refresh_token": "rt-alice",
+        "id_token": answer.id_token}),
+    )
+}
+
+struct Fixture {
+    site_url: String,
+    issuer: String,
+    provider: Shared,
+    memory: Arc<Memory>,
+    key: jsonwebtoken::EncodingKey,
+    http: reqwest::Client,
+}
+
+async fn serve_plain(router: axum::Router) -> String {
+    let socket = crate::http::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    tokio::spawn(crate::http::serve(socket, router));
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn fixture() -> Fixture {
+    let (pem, x) = ed25519();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let issuer = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    drop(listener);
+    let keys = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1"}]});
+    let shared: Shared = Arc::new((issuer.clone(), Mutex::new(Answer::default()), keys));
+    let provider_router = axum::Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            axum::routing::get(discovery),
+        )
+        .route("/jwks", axum::routing::get(jwks))
+        .route("/me", axum::routing::get(userinfo))
+        .route("/token", axum::routing::post(token))
+        .with_state(shared.clone());
+    let addr: std::net::SocketAddr = issuer["http://".len()..].parse().expect("addr");
+    let socket = crate::http::bind(addr).await.expect("bind the provider");
+    tokio::spawn(crate::http::serve(socket, provider_router));
+    let c = config(&CONFIG.replace("http://127.0.0.1:9", &issuer)).expect("config");
+    let memory = Arc::new(Memory::default());
+    let site = Site::new(&c, &c.web[0], memory.clone(), memory.clone()).expect("site");
+    Fixture {
+        site_url: serve_plain(router(Arc::new(site))).await,
+        issuer,
+        provider: shared,
+        memory,
+        key: jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("key"),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+    }
+}
+
+impl Fixture {
+    /// `/signin`: the signin cookie and the nonce sent to the provider.
+    async fn begin(&self) -> (String, String, String) {
+        let r = self
+            .http
+            .get(format!("{}/signin", self.site_url))
+            .send()
+            .await
+            .expect("signin");
+        assert_eq!(r.status().as_u16(), 303);
+        let location = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_string();
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .to_string();
+        assert!(
+            cookie.contains("Secure; HttpOnly; SameSite=Lax"),
+            "{cookie}"
+        );
+        let url = url::Url::parse(&location).expect("url");
+        let q = |k: &str| {
+            url.query_pairs()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(q("code_challenge_method"), "S256");
+        assert!(q("scope").contains("offline_access"));
+        assert_eq!(
+            q("redirect_uri"),
+            "https://mail.example.com:8443/oidc/callback"
+        );
+        let cookie = cookie.split(';').next().unwrap_or("").to_string();
+        (cookie, q("state"), q("nonce"))
+    }
+
+    fn id_token(&self, claims: Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(&header, &claims, &self.key).expect("sign")
+    }
+
+    /// Signs in with the ID token `edit` makes of good claims: the status,
+    /// the session cookie if any, and the page.
+    async fn sign_in(&self, edit: impl Fn(&mut Map<String, Value>)) -> (u16, bool, String) {
+        let (cookie, state, nonce) = self.begin().await;
+        let now = signin::now();
+        let mut claims = json!({"iss": self.issuer, "aud": "mail-site", "exp": now + 300,
+            "iat": now, "nonce": nonce, "sub": "alice", "email": "alice@example.com"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+        edit(&mut claims);
+        self.provider.1.lock().expect("lock").id_token = Some(self.id_token(Value::Object(claims)));
+        let r = self
+            .http
+            .get(format!(
+                "{}/oidc/callback?code=c&state={state}",
+                self.site_url
+            ))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("callback");
+        let status = r.status().as_u16();
+        let session = r.headers().get_all("set-cookie").iter().any(|c| {
+            c.to_str().unwrap_or("").starts_with("__Host-session=")
+                && !c.to_str().unwrap_or("").contains("Max-Age=0")
+        });
+        (status, session, r.text().await.unwrap_or_default())
+    }
+}
+
+/// A change to good ID token claims.
+type Edit = Box<dyn Fn(&mut Map<String, Value>)>;
+
+#[tokio::test]
+async fn the_id_token_decides_and_a_refusal_keeps_nothing() {
+    let f = fixture().await;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "wrong nonce",
+            Box::new(|c| {
+                c.insert("nonce".into(), json!("other"));
+            }),
+            "could not be verified",
+        ),
+        (
+            "other aud",
+            Box::new(|c| {
+                c.insert("aud".into(), json!("other-app"));
+            }),
+            "could not be verified",
+        ),
+        (
+            "other iss",
+            Box::new(|c| {
+                c.insert("iss".into(), json!("http://evil.example"));
+            }),
+            "could not be verified",
+        ),
+        (
+            "expired",
+            Box::new(|c| {
+                c.insert("exp".into(), json!(signin::now() - 3600));
+            }),
+            "could not be verified",
+        ),
+        (
+            "no mailbox",
+            Box::new(|c| {
+                c.remove("email");
+            }),
+            "does not name a mailbox",
+        ),
+    ];
+    for (name, edit, text) in cases {
+        let (status, session, page) = f.sign_in(edit).await;
+        assert_eq!(status, 400, "{name}: {page}");
+        assert!(!session, "{name}: no session");
+        assert!(page.contains(text), "{name}: {page}");
+        assert_eq!(f.memory.refresh_token("alice@example.com"), None, "{name}");
+    }
+    f.provider.1.lock().expect("lock").refuse = true;
+    let (status, session, page) = f.sign_in(|_| {}).await;
+    assert_eq!((status, session), (400, false), "a replayed code: {page}");
+    assert!(page.contains("refused the sign-in"), "{page}");
+    f.provider.1.lock().expect("lock").refuse = false;
+    let (status, session, page) = f.sign_in(|_| {}).await;
+    assert_eq!((status, session), (303, true), "{page}");
+    assert_eq!(
+        f.memory.refresh_token("alice@example.com").as_deref(),
+        Some("rt-alice")
+    );
+}
+
+#[tokio::test]
+async fn the_standing_check_disables_on_refusal_and_keeps_when_unreachable() {
+    use super::standing::{check_all, Disabled, Keeper};
+    let f = fixture().await;
+    let c = config(&CONFIG.replace("http://127.0.0.1:9", &f.issuer)).expect("config");
+    let provider = flow::Provider::new(&c.directories["idp"], "https://x/oidc/callback".into())
+        .expect("provider")
+        .expect("a client");
+    let keeper = Memory::default();
+    keeper
+        .keep(
+            "alice@example.com",
+            Some(crate::secret::Secret::new("rt-old")),
+        )
+        .await
+        .expect("keep");
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let noted = seen.clone();
+    let disabled: Disabled = Arc::new(move |user: &str| {
+        noted.lock().expect("lock").push(user.to_string());
+    });
+    let round = check_all(&provider, &keeper, &disabled).await;
+    assert_eq!((round.active, round.unreachable), (1, 0));
+    assert_eq!(
+        keeper.refresh_token("alice@example.com").as_deref(),
+        Some("rt-alice"),
+        "the rotated refresh token is kept"
+    );
+    f.provider.1.lock().expect("lock").refuse = true;
+    let round = check_all(&provider, &keeper, &disabled).await;
+    assert_eq!(round.disabled, ["alice@example.com"]);
+    assert_eq!(*seen.lock().expect("lock"), ["alice@example.com"]);
+    // A provider that cannot be reached (nothing listens on port 9)
+    // changes nothing.
+    let c = config(CONFIG).expect("config");
+    let unreachable = flow::Provider::new(&c.directories["idp"], "https://x/oidc/callback".into())
+        .expect("provider")
+        .expect("a client");
+    let round = check_all(&unreachable, &keeper, &disabled).await;
+    assert_eq!((round.active, round.unreachable), (0, 1));
+    assert!(round.disabled.is_empty());
+    assert_eq!(seen.lock().expect("lock").len(), 1);
+    assert!(keeper.refresh_token("alice@example.com").is_some(), "kept");
+}

@@ -1,0 +1,166 @@
+//! The app-password site end to end: the proxy with an `https` listener,
+//! the real provider (npm oidc-provider with its own login and consent
+//! pages), and Debian's chromium headless through WebDriver
+//! (tests/clients/web_signin.py). Alice signs in at the provider's login
+//! page, creates an app password and reads it off the page; the replayed
+//! authorization response is refused with a clear page. Screenshots go to
+//! docs/web-*.png.
+//!
+//! Logging in to IMAP/SMTP with the password needs the login path's app
+//! password support (branch `apppass`), not in this branch.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::process::Command;
+
+fn site_config(peers: &Peers, port: u16) -> ProxyOptions {
+    let mut opts = ProxyOptions::new(peers);
+    opts.directory.push_str(&format!(
+        "issuer = \"{}\"\nclient.id = \"mail-site\"\nclient.secret = \"site-secret\"\napp-passwords.standing-check = \"10s\"\n",
+        peers.str(&["oidc", "issuer"])
+    ));
+    opts.extra.push_str(&format!(
+        "\n[listener.account]\nprotocol = \"https\"\nbind = \"127.0.0.1:{port}\"\ndirectory = \"test\"\npublic-url = \"https://127.0.0.1:{port}/\"\n"
+    ));
+    opts
+}
+
+/// The proxy's log once it shows `needle` (a standing-check round is
+/// every 10 s here).
+fn wait_log(proxy: &Proxy, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+    loop {
+        let log = proxy.log();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "log never showed {needle:?}:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The standing check: alice's refresh token works, then alice is
+/// disabled at the provider and the next round refuses her (and ends her
+/// sessions); she is enabled again for the other tests.
+fn standing_check_refuses_a_disabled_user(peers: &Peers, proxy: &Proxy) {
+    wait_log(proxy, "active=1");
+    admin_post(
+        peers,
+        "/account",
+        &json!({"sub": "alice", "disabled": true}),
+    );
+    let log = wait_log(proxy, "the provider refused the user's refresh token");
+    admin_post(
+        peers,
+        "/account",
+        &json!({"sub": "alice", "disabled": false}),
+    );
+    assert!(log.contains("alice@example.com"), "{log}");
+    assert!(log.contains("sessions ended"), "{log}");
+}
+
+#[test]
+fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
+    let peers = peers_read();
+    let port = free_port();
+    let site = format!("https://127.0.0.1:{port}/");
+    admin_post(
+        &peers,
+        "/site-client",
+        &json!({"redirect_uri": format!("{site}oidc/callback")}),
+    );
+    let proxy = Proxy::start(&peers, &site_config(&peers, port));
+    let docs = manifest_dir().join("docs");
+    let out = run(Command::new("/usr/bin/python3")
+        .arg(manifest_dir().join("tests/clients/web_signin.py"))
+        .arg(&site)
+        .arg("alice")
+        .arg(&docs));
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).expect("the driver's JSON");
+    assert_eq!(result["user"], "alice@example.com", "{result}");
+    let password: String = result["password"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(password.len(), 32, "{result}");
+    assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert!(
+        result["list"].as_str().unwrap_or("").contains("Phone"),
+        "{result}"
+    );
+    assert_eq!(result["callbacks"], 1, "{result}");
+    assert!(
+        result["replay"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no longer valid"),
+        "{result}"
+    );
+    let log = proxy.log();
+    assert!(log.contains("web: signed in"), "{log}");
+    assert!(!log.contains(&password), "the password is never logged");
+    assert!(
+        !log.contains("site-secret"),
+        "the client secret is never logged"
+    );
+    standing_check_refuses_a_disabled_user(&peers, &proxy);
+    for shot in [
+        "web-signin",
+        "web-provider-login",
+        "web-created",
+        "web-list",
+        "web-refused",
+    ] {
+        assert!(docs.join(format!("{shot}.png")).exists(), "{shot}.png");
+    }
+}
+
+#[test]
+fn a_forged_callback_is_refused_with_a_page() {
+    let peers = peers_read();
+    let port = free_port();
+    let proxy = Proxy::start(&peers, &site_config(&peers, port));
+    let out = run(Command::new("curl").args([
+        "-sk",
+        "-w",
+        "\n%{http_code}",
+        &format!("https://127.0.0.1:{port}/oidc/callback?code=stolen&state=guessed"),
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n400"), "{text}");
+    assert!(text.contains("no longer valid"), "{text}");
+    let csrf = run(Command::new("curl").args([
+        "-sk",
+        "-w",
+        "\n%{http_code}",
+        "-d",
+        "name=x",
+        &format!("https://127.0.0.1:{port}/app-passwords"),
+    ]));
+    let text = String::from_utf8_lossy(&csrf.stdout);
+    assert!(
+        text.ends_with("\n303"),
+        "not signed in: back to the start page: {text}"
+    );
+    let auto = run(Command::new("curl").args([
+        "-sk",
+        &format!("https://127.0.0.1:{port}/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=alice%40example.com"),
+    ]));
+    let xml = String::from_utf8_lossy(&auto.stdout);
+    let imaps = proxy.port("imaps").to_string();
+    assert!(xml.contains(&format!("<port>{imaps}</port>")), "{xml}");
+    assert!(xml.contains("<socketType>SSL</socketType>"), "{xml}");
+    assert!(xml.contains("<socketType>STARTTLS</socketType>"), "{xml}");
+}
