@@ -14,7 +14,10 @@ Starts, on free 127.0.0.1 ports under a scratch directory:
   same RSA-2048 certificate, no per-user connection cap; alice's INBOX holds
   a generated 100 MiB mailbox (maildir files written directly).
 * The real OpenID provider of the tests (tests/peers/oidc/provider.mjs).
-* oauthbearer-proxy (implicit TLS listener, master-user login to Dovecot).
+* oauthbearer-proxy (implicit TLS listener, master-user login to Dovecot);
+  the second one, with a warm token cache, also has implicit-TLS POP3 and
+  ManageSieve listeners in front of Dovecot's pop3 and managesieve (the
+  POP3/ManageSieve login rows, beside Dovecot's own, logged in to directly).
 * nginx's mail proxy (Debian nginx + libnginx-mod-mail), implicit TLS with the
   same certificate, PLAIN, auth_http -> bench/auth_http.py.
 
@@ -141,7 +144,9 @@ class BenchDovecot(P.Dovecot):
                     f"Subject: bench message {i}\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
                     f"Message-ID: <bench-{i}@example.com>\r\n\r\n")
             data = (head + bodies[i % len(bodies)])[:size - 2] + "\r\n"
-            path = maildir / "cur" / f"{stamp}.M{i}P0.bench,S={len(data)}:2,S"
+            # W= (the size with CRLF line ends, the file's own here) as Dovecot
+            # names delivered mail: POP3 needs it and would read every message.
+            path = maildir / "cur" / f"{stamp}.M{i}P0.bench,S={len(data)},W={len(data)}:2,S"
             path.write_bytes(data.encode())
             os.chown(path, mail.pw_uid, mail.pw_gid)
         self.messages = count
@@ -293,7 +298,7 @@ class Bench:
     def start(self) -> None:
         w = self.workdir
         names = ["imap", "imaps", "lmtp", "auth", "haproxy", "oidc", "oidc_admin", "proxy",
-                 "proxy_warm", "nginx", "auth_http"]
+                 "proxy_warm", "proxy_pop3", "proxy_sieve", "nginx", "auth_http"]
         self.ports = dict(zip(names, P.free_ports(len(names))))
         self.certs = P.make_certs(w)
         mailbox = (8 if self.quick else 100) * 1024 * 1024
@@ -379,7 +384,8 @@ fields.username = "preferred_username"
         wconf = pdir / "config-warm.toml"
         text = conf.read_text().replace(f"127.0.0.1:{self.ports['proxy']}",
                                         f"127.0.0.1:{self.ports['proxy_warm']}")
-        wconf.write_text(text + self.opts.proxy_cache_toml.replace("\\n", "\n") + "\n")
+        wconf.write_text(text + self.opts.proxy_cache_toml.replace("\\n", "\n") + "\n"
+                         + self.pop3_sieve_toml())
         check = subprocess.run([self.opts.proxy_bin, "--config", str(wconf), "check"],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=30)
@@ -416,6 +422,33 @@ fields.username = "preferred_username"
         self.daemons.append(self.nginx)
         log(f"started: dovecot {self.dovecot.pid}, provider {self.oidc.pid}, "
             f"proxy {self.proxy.pid}, nginx {self.nginx.pid}, auth_http {self.auth_http.pid}")
+
+    def pop3_sieve_toml(self) -> str:
+        """The warm proxy's POP3 (implicit TLS) and ManageSieve (implicit
+        TLS) listeners in front of the same Dovecot, for the POP3 and
+        ManageSieve login rows."""
+        blocks = []
+        for proto, port, upstream_port in (
+                ("pop3", self.ports["proxy_pop3"], self.dovecot.pop3_port),
+                ("managesieve", self.ports["proxy_sieve"], self.dovecot.managesieve_port)):
+            blocks.append(f"""
+[listener.{proto}]
+protocol = "{proto}"
+bind = "127.0.0.1:{port}"
+tls = "implicit"
+directory = "oidc"
+upstream = "dovecot-{proto}"
+
+[upstream.dovecot-{proto}]
+protocol = "{proto}"
+address = "127.0.0.1:{upstream_port}"
+tls = "none"
+login.method = "master-user"
+login.username = "{P.MASTER_USER}"
+login.secret = "%{{file:{self.dovecot.secret_file}}}%"
+identity = "email"
+""")
+        return "".join(blocks)
 
     def mint_token(self) -> str:
         body = json.dumps({"sub": USER_NAME, "scope": "openid email profile",
@@ -479,6 +512,22 @@ fields.username = "preferred_username"
                          "--mech", "oauthbearer", "--user", USER_EMAIL,
                          "--secret-file", str(self.token_file)],
                 "pids": lambda: [self.proxy_warm.pid], "login": True, "fetch": False}
+            # POP3 and ManageSieve logins (token cache warm), and the same
+            # Dovecot services logged in to directly with a password.
+            for proto, port, direct in (("pop3", "proxy_pop3", self.dovecot.pop3_port),
+                                        ("sieve", "proxy_sieve", self.dovecot.managesieve_port)):
+                protocol = "managesieve" if proto == "sieve" else proto
+                name = "POP3" if proto == "pop3" else "ManageSieve"
+                c[f"proxy-warm-{proto}"] = {
+                    "label": f"oauthbearer-proxy, {name} TLS, warm token cache",
+                    "args": ["--addr", f"127.0.0.1:{self.ports[port]}", "--protocol", protocol,
+                             "--tls", "--ca", ca, "--mech", "oauthbearer", "--user", USER_EMAIL,
+                             "--secret-file", str(self.token_file)],
+                    "pids": lambda: [self.proxy_warm.pid], "login": True, "fetch": False}
+                c[f"dovecot-{proto}-plain"] = {
+                    "label": f"Dovecot {name} direct, plaintext",
+                    "args": ["--addr", f"127.0.0.1:{direct}", "--protocol", protocol, *plain],
+                    "pids": dovecot_group, "login": True, "fetch": False}
         return c
 
     def login_budget_now(self, name: str) -> dict:

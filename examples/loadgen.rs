@@ -5,12 +5,16 @@
 //!               --concurrency 16 --duration 5 [--warmup 1]
 //! loadgen fetch --addr ... --concurrency 4 --duration 5
 //! loadgen idle  --addr ... --sessions 10000 [--concurrency 64]
+//! loadgen login --protocol pop3|managesieve --addr ... (login and idle only)
 //! ```
 //!
 //! Every mode prints one line of JSON on stdout.
 //! - `login`: each worker loops: connect, TLS handshake (a full one: no
 //!   resumption), greeting, `AUTHENTICATE` with an initial response, `NOOP`,
 //!   `LOGOUT`, then waits for the server to close. Latency covers all of it.
+//!   With `--protocol pop3`: the `+OK` greeting, `AUTH MECH <ir>`, `NOOP`,
+//!   `QUIT`; `--protocol managesieve`: the capability greeting,
+//!   `AUTHENTICATE "MECH" "<ir>"`, `NOOP`, `LOGOUT` (see `loadgen/dialect.rs`).
 //! - `fetch`: each worker logs in once, selects INBOX and repeats
 //!   `FETCH 1:* BODY.PEEK[]` until the duration is over (at least once);
 //!   reports the bytes received (after TLS) per second.
@@ -18,8 +22,12 @@
 //!   `{"opened":N,...}`, holds them until a line or EOF arrives on stdin,
 //!   then closes them and prints a second line.
 
+#[path = "loadgen/dialect.rs"]
+mod dialect;
+
 use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
+use dialect::Protocol;
 use oauthbearer_proxy::stream::MaybeTls;
 use std::io;
 use std::net::SocketAddr;
@@ -42,7 +50,10 @@ struct Target {
     /// host:port of the server under test.
     #[arg(long)]
     addr: SocketAddr,
-    /// Implicit TLS (IMAPS).
+    /// The protocol spoken.
+    #[arg(long, value_enum, default_value = "imap")]
+    protocol: Protocol,
+    /// Implicit TLS (IMAPS, POP3S, ManageSieve over TLS).
     #[arg(long)]
     tls: bool,
     /// CA certificate (PEM) that signed the server's certificate.
@@ -109,6 +120,7 @@ struct Ctx {
         tokio_rustls::TlsConnector,
         rustls::pki_types::ServerName<'static>,
     )>,
+    protocol: Protocol,
     auth_line: Vec<u8>,
     timeout: Duration,
 }
@@ -126,7 +138,7 @@ impl Ctx {
                     Some(a) => format!("{}\0{a}\0{secret}", t.user),
                     None => format!("\0{}\0{secret}", t.user),
                 };
-                format!("a AUTHENTICATE PLAIN {}\r\n", b64(msg.as_bytes()))
+                t.protocol.auth_line("PLAIN", &b64(msg.as_bytes()))
             }
             Mech::Oauthbearer => {
                 let msg = format!(
@@ -134,7 +146,7 @@ impl Ctx {
                     t.user,
                     t.addr.port()
                 );
-                format!("a AUTHENTICATE OAUTHBEARER {}\r\n", b64(msg.as_bytes()))
+                t.protocol.auth_line("OAUTHBEARER", &b64(msg.as_bytes()))
             }
         };
         let tls = if t.tls {
@@ -148,6 +160,7 @@ impl Ctx {
         };
         Ok(Ctx {
             addr: t.addr,
+            protocol: t.protocol,
             tls,
             auth_line: auth_line.into_bytes(),
             timeout: Duration::from_secs(t.timeout),
@@ -195,6 +208,7 @@ struct Conn {
     end: usize,
     /// Bytes received (after TLS).
     received: u64,
+    protocol: Protocol,
 }
 
 impl Conn {
@@ -213,6 +227,7 @@ impl Conn {
             start: 0,
             end: 0,
             received: 0,
+            protocol: ctx.protocol,
         })
     }
 
@@ -311,24 +326,13 @@ impl Conn {
 
     async fn login(ctx: &Ctx) -> io::Result<Conn> {
         let mut c = Conn::connect(ctx).await?;
-        let (a, b) = c.line().await?;
-        if !c.buf[a..b].starts_with(b"* OK") {
-            return Err(io::Error::other("no greeting"));
-        }
-        c.send(&ctx.auth_line).await?;
-        if !c.tagged(b"a", b"*\r\n").await? {
-            return Err(io::Error::other("login refused"));
-        }
-        c.send(b"b NOOP\r\n").await?;
-        if !c.tagged(b"b", b"*\r\n").await? {
-            return Err(io::Error::other("NOOP failed"));
-        }
+        c.greeting(ctx.protocol).await?;
+        c.authenticate(ctx.protocol, &ctx.auth_line).await?;
         Ok(c)
     }
 
     async fn logout(mut self) -> io::Result<()> {
-        self.send(b"z LOGOUT\r\n").await?;
-        self.tagged(b"z", b"*\r\n").await?;
+        self.say_goodbye(self.protocol).await?;
         // Wait for the server to close, so TIME_WAIT stays on its side.
         loop {
             match self.fill().await {
@@ -577,6 +581,9 @@ fn main() {
                 concurrency,
                 duration,
             } => {
+                if target.protocol != Protocol::Imap {
+                    fail("fetch speaks IMAP only".to_string());
+                }
                 let ctx = Arc::new(Ctx::new(&target).unwrap_or_else(|e| fail(e)));
                 println!("{}", fetch_mode(ctx, concurrency, duration).await);
             }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests' loopback peers need, on Debian 12 as root:
 #   Dovecot (imapd, lmtpd, pop3d, managesieved with the sieve plugin), Postfix,
-#   curl, msmtp, fetchmail (POP3 passthrough tests), openssl, HAProxy (in front
+#   curl, msmtp, fetchmail (POP3 passthrough tests), python3-sievelib (a real
+#   ManageSieve client for the PLAIN passthrough test), openssl, HAProxy (in front
 #   of the proxy in the PROXY protocol tests), systemd (systemd-analyze checks
 #   the unit file) (Debian packages),
 #   cargo-deb (for the package test), and the npm packages of tests/peers/oidc
@@ -13,7 +14,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-managesieved dovecot-sieve
-    postfix curl msmtp fetchmail openssl haproxy systemd)
+    postfix curl msmtp fetchmail python3-sievelib openssl haproxy systemd)
 # One binary (or file) per package that proves it is installed.
 needed=(
     /usr/sbin/dovecot /usr/bin/doveadm
@@ -22,12 +23,13 @@ needed=(
     /usr/bin/sievec
     /usr/sbin/postfix /usr/sbin/postconf
     /usr/bin/curl /usr/bin/msmtp /usr/bin/fetchmail /usr/bin/openssl
+    /usr/lib/python3/dist-packages/sievelib/managesieve.py
     /usr/sbin/haproxy /usr/bin/systemd-analyze
 )
 
 missing=()
 for f in "${needed[@]}"; do
-    [[ -x $f ]] || missing+=("$f")
+    [[ -e $f ]] || missing+=("$f")
 done
 
 if [[ ${#missing[@]} -gt 0 ]]; then

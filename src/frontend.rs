@@ -17,7 +17,8 @@ pub struct Frontend {
     pub alpn: &'static [&'static [u8]],
     /// The greeting or banner, on a connection that is (`true`) or is not
     /// yet under TLS; on implicit TLS it goes out in the first flight.
-    pub greeting: fn(&Service, bool) -> String,
+    /// `None`: not ready yet (the front-end's `serve` greets instead).
+    pub greeting: fn(&Service, bool) -> Option<String>,
     /// Runs the pre-login session, then the relay.
     pub serve: for<'a> fn(crate::client::Client, &'a Service) -> BoxFuture<'a, Outcome>,
     /// Sent before closing a relayed session that was idle too long.

@@ -28,6 +28,7 @@
 //! - [`backends`]: several backends per upstream: routing (hash, claim,
 //!   map), health checks, failover, per-backend metrics.
 //! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
+//! - [`apppass`]: app passwords (interface shared by the site and the login path).
 //! - [`control`]: the local administration socket and its commands (`who`, `kick`).
 //! - [`sessions`]: the registry of relayed sessions (`who`, `kick`),
 //!   re-validation of their tokens, ending them when access ends.
@@ -40,6 +41,7 @@
 //! - [`notify`]: systemd's notification protocol (READY, STATUS, WATCHDOG).
 #![forbid(unsafe_code)]
 
+pub mod apppass;
 pub mod backends;
 pub mod client;
 pub mod config;

@@ -220,29 +220,34 @@ pub(super) fn introspect_auth(name: &str, auth: Option<raw::RawAuth>) -> Result<
     let Some(a) = auth else {
         return Ok(IntrospectAuth::None);
     };
-    let required = |value: Option<String>, k: &str, method: &str| {
-        value.ok_or_else(|| ConfigError::new(key(k), format!("is required for {method}")))
-    };
+    fn required<T>(name: &str, value: Option<T>, k: &str, method: &str) -> Result<T> {
+        value.ok_or_else(|| {
+            ConfigError::new(
+                format!("directory.{name}.{k}"),
+                format!("is required for {method}"),
+            )
+        })
+    }
     Ok(match a.method.as_deref() {
         None | Some("none") => IntrospectAuth::None,
         Some("basic") => IntrospectAuth::Basic {
-            username: required(a.username, "auth.username", "basic")?,
+            username: required(name, a.username, "auth.username", "basic")?,
             secret: resolve_secret(
                 &key("auth.secret"),
-                &required(a.secret, "auth.secret", "basic")?,
+                required(name, a.secret, "auth.secret", "basic")?,
             )?,
         },
         Some("client-secret-post") => IntrospectAuth::ClientSecretPost {
-            client_id: required(a.username, "auth.username", "client-secret-post")?,
+            client_id: required(name, a.username, "auth.username", "client-secret-post")?,
             secret: resolve_secret(
                 &key("auth.secret"),
-                &required(a.secret, "auth.secret", "client-secret-post")?,
+                required(name, a.secret, "auth.secret", "client-secret-post")?,
             )?,
         },
         Some("token") => IntrospectAuth::Token {
             token: resolve_secret(
                 &key("auth.token"),
-                &required(a.token, "auth.token", "token")?,
+                required(name, a.token, "auth.token", "token")?,
             )?,
         },
         Some("user-token") => IntrospectAuth::UserToken,

@@ -31,14 +31,14 @@ pub(super) fn jwt_settings(
     name: &str,
     jwks: Option<raw::RawJwks>,
     algorithms: Option<Vec<String>>,
-    secret: Option<String>,
+    secret: Option<Secret>,
     has_issuer: bool,
 ) -> Result<JwtSettings> {
     use jsonwebtoken::{Algorithm, AlgorithmFamily};
     let key = |k: &str| format!("directory.{name}.{k}");
     let secret = match secret {
         Some(s) => {
-            let s = resolve_secret(&key("secret"), &s)?;
+            let s = resolve_secret(&key("secret"), s)?;
             if s.expose().len() < 32 {
                 return Err(ConfigError::new(
                     key("secret"),

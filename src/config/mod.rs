@@ -198,7 +198,8 @@ impl Config {
 }
 
 /// A TOML syntax or type error, by line and column: never with the text of
-/// the line, which may hold a secret (`login.secret = "..."`).
+/// the line, which may hold a secret (`login.secret = "..."`), nor with a
+/// value the error quotes ([`without_values`]).
 fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
     let at = e.span().map(|span| {
         let before = &text[..span.start.min(text.len())];
@@ -211,9 +212,31 @@ fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
         format!(
             "invalid configuration{}: {}",
             at.unwrap_or_default(),
-            e.message().trim_end()
+            without_values(e.message().trim_end())
         ),
     )
+}
+
+/// serde's messages quote the value they refused (`invalid type: string
+/// "hunter2", expected struct RawLogin`, `unknown variant `x``): keep the
+/// kind of value and what was expected, drop the value itself.
+fn without_values(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: ", "unknown variant "] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        // The last ", expected": a quoted value may contain the words too.
+        let (unexpected, expected) = match rest.rfind(", expected ") {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let kind = match unexpected.find(['`', '"']) {
+            Some(i) => format!("{}(not shown)", &unexpected[..i]),
+            None => unexpected.to_string(),
+        };
+        return format!("{prefix}{kind}{expected}");
+    }
+    message.to_string()
 }
 
 #[cfg(test)]
@@ -222,5 +245,7 @@ mod backends_tests;
 mod ops_tests;
 #[cfg(test)]
 mod protocol_tests;
+#[cfg(test)]
+mod secret_tests;
 #[cfg(test)]
 mod tests;

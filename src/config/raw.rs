@@ -1,7 +1,11 @@
 //! The configuration file exactly as written: serde structures that mirror
 //! the TOML keys (including Stalwart's dotted `[directory.*]` keys). Nothing
 //! here is validated; `config::Config::from_raw` turns this into typed values.
+//! Secret-bearing keys (`login.secret`, `auth.secret`, `auth.token`, a JWT
+//! directory's `secret`) are read straight into [`Secret`]: redacted in
+//! `Debug`, wiped when dropped, and never quoted in a type error.
 
+use crate::secret::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -135,7 +139,7 @@ pub struct RawUpstream {
 pub struct RawLogin {
     pub method: String,
     pub username: Option<String>,
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,7 +162,7 @@ pub struct RawDirectory {
     /// JWT signature algorithms accepted.
     pub algorithms: Option<Vec<String>>,
     /// Shared secret for HS256/384/512.
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Tolerated clock skew on `exp` / `nbf`.
     pub clock_skew: Option<String>,
     pub jwks: Option<RawJwks>,
@@ -219,8 +223,8 @@ pub struct RawEndpoint {
 pub struct RawAuth {
     pub method: Option<String>,
     pub username: Option<String>,
-    pub secret: Option<String>,
-    pub token: Option<String>,
+    pub secret: Option<Secret>,
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -119,7 +119,7 @@ fn introspect_blocks_for_every_auth_method() {
 fn secrets_from_env_and_file() {
     std::env::set_var("OBP_TEST_SECRET", "from-env");
     assert_eq!(
-        resolve_secret("k", "%{env:OBP_TEST_SECRET}%")
+        resolve_secret("k", Secret::new("%{env:OBP_TEST_SECRET}%"))
             .unwrap()
             .expose(),
         "from-env"
@@ -128,14 +128,24 @@ fn secrets_from_env_and_file() {
     let path = dir.path().join("secret");
     std::fs::write(&path, "from-file\n").unwrap();
     let value = format!("%{{file:{}}}%", path.display());
-    assert_eq!(resolve_secret("k", &value).unwrap().expose(), "from-file");
-    assert_eq!(resolve_secret("k", "plain").unwrap().expose(), "plain");
-    let e = resolve_secret("upstream.x.login.secret", "%{env:OBP_TEST_NOT_SET}%").unwrap_err();
+    assert_eq!(
+        resolve_secret("k", Secret::new(value)).unwrap().expose(),
+        "from-file"
+    );
+    assert_eq!(
+        resolve_secret("k", Secret::new("plain")).unwrap().expose(),
+        "plain"
+    );
+    let e = resolve_secret(
+        "upstream.x.login.secret",
+        Secret::new("%{env:OBP_TEST_NOT_SET}%"),
+    )
+    .unwrap_err();
     assert!(
         e.to_string().contains("upstream.x.login.secret")
             && e.to_string().contains("OBP_TEST_NOT_SET")
     );
-    let e = resolve_secret("k", "%{file:/nonexistent/secret}%").unwrap_err();
+    let e = resolve_secret("k", Secret::new("%{file:/nonexistent/secret}%")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/secret"));
 }
 

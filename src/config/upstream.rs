@@ -81,7 +81,7 @@ pub(super) fn upstream(name: &str, raw: RawUpstream) -> Result<Upstream> {
                 })?;
                 UpstreamLogin::MasterUser {
                     username,
-                    secret: resolve_secret(&key("login.secret"), &secret)?,
+                    secret: resolve_secret(&key("login.secret"), secret)?,
                 }
             }
             "xclient" => UpstreamLogin::Xclient,

@@ -21,7 +21,7 @@ use crate::upstream::BoxFuture;
 /// The IMAP front-end, as the server and the limits see it.
 pub static FRONTEND: Frontend = Frontend {
     alpn: &[b"imap"],
-    greeting: reply::greeting,
+    greeting: |svc, tls| Some(reply::greeting(svc, tls)),
     serve: serve_boxed,
     idle_farewell: |_| reply::INACTIVE.to_string(),
     ended: |_, why| format!("* BYE {why}\r\n"),

@@ -43,10 +43,13 @@ pub async fn serve(mut client: Client, svc: &Service) -> Outcome {
     }
 }
 
-/// The greeting on a connection that is (`tls`) or is not yet under TLS,
-/// with the upstream's capabilities as currently known.
-pub fn greeting(svc: &Service, tls: bool) -> String {
-    reply::greeting(svc, tls, &upstream::capabilities(svc.upstream.any()))
+/// The greeting for an implicit-TLS first flight, on a connection that is
+/// (`tls`) or is not yet under TLS: `None` while the upstream's
+/// capabilities were never learned, so that [`serve`] greets once they are
+/// (rather than with Dovecot's defaults).
+pub fn greeting(svc: &Service, tls: bool) -> Option<String> {
+    let sieve = upstream::known_capabilities(svc.upstream.any())?;
+    Some(reply::greeting(svc, tls, &sieve))
 }
 
 /// Reads, parses and answers one command.

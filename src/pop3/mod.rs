@@ -21,7 +21,7 @@ use crate::upstream::BoxFuture;
 /// The POP3 front-end, as the server and the limits see it.
 pub static FRONTEND: Frontend = Frontend {
     alpn: &[b"pop3"],
-    greeting: |svc, _| reply::greeting(svc),
+    greeting: |svc, _| Some(reply::greeting(svc)),
     serve: serve_boxed,
     idle_farewell: |_| reply::IDLE_FAREWELL.to_string(),
     ended: |_, why| format!("-ERR [AUTH] {why}\r\n"),

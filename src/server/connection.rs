@@ -99,7 +99,9 @@ async fn handle(svc: Arc<Service>, mut tcp: TcpStream, peer: SocketAddr) {
             let accept = acceptor.accept_with(tcp, |conn| {
                 use std::io::Write;
                 // Buffered by rustls until the handshake keys exist.
-                greeted = conn.writer().write_all(greeting.as_bytes()).is_ok();
+                if let Some(greeting) = greeting {
+                    greeted = conn.writer().write_all(greeting.as_bytes()).is_ok();
+                }
             });
             match tokio::time::timeout_at(until, accept).await {
                 Ok(Ok(tls)) => MaybeTls::Tls(Box::new(tls)),

@@ -178,9 +178,13 @@ impl Server {
             }
         }
         // JWKS fetched now and kept fresh (the old services' background
-        // work ends when they are dropped).
+        // work ends when they are dropped); ManageSieve upstreams'
+        // capabilities learned now, before a first greeting needs them.
         for svc in &services {
             svc.directories.start();
+            if svc.listener.protocol == crate::config::Protocol::ManageSieve {
+                crate::upstream::managesieve::known_capabilities(svc.upstream.any());
+            }
         }
         for (addr, socket) in fresh {
             let svc = wanted[&addr].clone();

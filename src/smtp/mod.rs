@@ -22,7 +22,7 @@ use crate::upstream::BoxFuture;
 /// The SMTP submission front-end, as the server and the limits see it.
 pub static FRONTEND: Frontend = Frontend {
     alpn: &[b"smtp"],
-    greeting: |svc, _| reply::banner(svc),
+    greeting: |svc, _| Some(reply::banner(svc)),
     serve: serve_boxed,
     idle_farewell: |svc| format!("421 4.4.2 {} Error: timeout exceeded\r\n", svc.hostname),
     ended: |svc, why| format!("421 4.7.0 {} {why}\r\n", svc.hostname),

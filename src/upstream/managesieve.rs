@@ -31,7 +31,9 @@ use crate::stream::UpstreamStream;
 use tokio::io::AsyncWriteExt;
 
 mod capabilities;
-pub use capabilities::{capabilities, learned_capabilities, Capabilities, DEFAULT_SIEVE};
+pub use capabilities::{
+    capabilities, known_capabilities, learned_capabilities, Capabilities, DEFAULT_SIEVE,
+};
 
 /// The longest line, and the longest response with its literals.
 const MAX_LINE: usize = 64 * 1024;

@@ -231,3 +231,37 @@ async fn a_bad_greeting_is_a_protocol_error() {
         Err(Error::Protocol(_))
     ));
 }
+
+#[tokio::test]
+async fn auth_waits_for_the_xclient_answer() {
+    // Pipelined, Dovecot's two answers cost a delayed ACK (40 ms): the
+    // AUTH line must not arrive before XCLIENT was answered.
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (r, mut w) = tcp.into_split();
+        let mut r = BufReader::new(r);
+        w.write_all(b"+OK [XCLIENT] ready.\r\n").await.unwrap();
+        let mut xclient = String::new();
+        r.read_line(&mut xclient).await.unwrap();
+        // Nothing more until XCLIENT is answered.
+        let early = tokio::time::timeout(std::time::Duration::from_millis(200), r.fill_buf()).await;
+        let pipelined = matches!(early, Ok(Ok(b)) if !b.is_empty());
+        w.write_all(b"+OK Updated\r\n").await.unwrap();
+        let mut auth = String::new();
+        r.read_line(&mut auth).await.unwrap();
+        w.write_all(b"+OK Logged in.\r\n").await.unwrap();
+        (xclient, pipelined, auth)
+    });
+    let t = target(address);
+    let logged_in = master_login(&t, client(), "alice@example.com")
+        .await
+        .unwrap();
+    drop(logged_in);
+    let (xclient, pipelined, auth) = server.await.unwrap();
+    assert!(xclient.starts_with("XCLIENT ADDR=192.0.2.7 PORT=4242"));
+    assert!(!pipelined, "AUTH was sent before the XCLIENT answer");
+    assert!(auth.starts_with("AUTH PLAIN "), "{auth}");
+}

@@ -77,6 +77,13 @@ fn defaults() -> Capabilities {
 /// else [`DEFAULT_SIEVE`]. Starts a background refresh when one is due
 /// (inside a tokio runtime).
 pub fn capabilities(target: &Arc<Target>) -> Capabilities {
+    known_capabilities(target).unwrap_or_else(defaults)
+}
+
+/// The capabilities learned so far, if any, without waiting. Starts a
+/// background refresh when one is due (inside a tokio runtime): called
+/// when a listener starts, it learns them before the first client comes.
+pub fn known_capabilities(target: &Arc<Target>) -> Option<Capabilities> {
     let slot = slot(target);
     let mut e = slot.state();
     if e.due() && !e.refreshing {
@@ -94,7 +101,7 @@ pub fn capabilities(target: &Arc<Target>) -> Capabilities {
             });
         }
     }
-    e.known.clone().unwrap_or_else(defaults)
+    e.known.clone()
 }
 
 /// Like [`capabilities`], but while nothing was ever learned, waits for
