@@ -43,7 +43,9 @@ fn main() {
     let _guard = rt.enter();
     let registry = Arc::new(Registry::default());
     let grant = Grant::passthrough();
-    let live: Vec<_> = (0..2000).map(|i| registry.register(new(i), &grant)).collect();
+    let live: Vec<_> = (0..2000)
+        .map(|i| registry.register(new(i), &grant))
+        .collect();
     let single = per_op(&registry, n);
     println!("register + unregister, 2,000 live, 1 thread:  {single:.0} ns per session");
     let threads: Vec<_> = (0..4)
@@ -63,6 +65,8 @@ fn main() {
         .map(|t| t.join().expect("thread"))
         .collect();
     let worst = contended.iter().cloned().fold(0.0, f64::max);
-    println!("register + unregister, 2,000 live, 4 threads: {worst:.0} ns per session (slowest thread)");
+    println!(
+        "register + unregister, 2,000 live, 4 threads: {worst:.0} ns per session (slowest thread)"
+    );
     drop(live);
 }

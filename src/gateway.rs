@@ -25,6 +25,8 @@ pub struct Service {
     pub limiter: Arc<crate::limits::Limiter>,
     /// The live relayed sessions, shared by all listeners and reloads.
     pub sessions: Arc<Registry>,
+    /// The app-password store, on a listener with `app-passwords = true`.
+    pub apppass: Option<Arc<dyn crate::apppass::Store>>,
 }
 
 /// Why a login did not succeed. Each front-end maps this to its replies in
@@ -145,7 +147,12 @@ impl Service {
     /// told and whatever it does next (hanging up after the error
     /// challenge must not dodge the penalty): the `logins` metric, and the
     /// client's failure in the per-address penalty.
-    fn verdict(&self, client: ClientInfo, mechanism: &str, result: &Result<Success, Failure>) {
+    pub(crate) fn verdict(
+        &self,
+        client: ClientInfo,
+        mechanism: &str,
+        result: &Result<Success, Failure>,
+    ) {
         let word = match result {
             Ok(_) => "ok",
             Err(f) => f.metric_label(),
@@ -252,6 +259,17 @@ impl Service {
             Some(v) => Grant::token(how, v.clone(), token, &identity),
             None => Grant::passthrough(),
         };
+        self.upstream_login(ctx, user, grant).await
+    }
+
+    /// Logs in upstream as `user`, whose credential was checked (a token,
+    /// an app password).
+    pub(crate) async fn upstream_login(
+        &self,
+        ctx: LoginContext<'_>,
+        user: String,
+        grant: Grant,
+    ) -> Result<Success, Failure> {
         let strategy = upstream::strategy(self.listener.protocol);
         let login = strategy.token_login(&self.upstream, ctx, &user);
         let logged_in = upstream::bounded(&self.upstream, login).await;

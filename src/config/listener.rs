@@ -55,13 +55,15 @@ pub struct Listener {
     /// Inbound PROXY protocol: `Some(networks)` means every connection must
     /// start with a v1 or v2 header and come from one of these networks.
     pub proxy_protocol: Option<Vec<Network>>,
+    /// LOGIN / AUTH PLAIN / AUTH LOGIN with an app password from the store.
+    pub app_passwords: bool,
 }
 
 impl Listener {
     /// Whether LOGIN / AUTH PLAIN / AUTH LOGIN are offered: passed through,
-    /// or carrying a bearer token as the password.
+    /// carrying a bearer token as the password, or an app password.
     pub fn accepts_passwords(&self) -> bool {
-        self.password_passthrough || self.password_tokens
+        self.password_passthrough || self.password_tokens || self.app_passwords
     }
 }
 
@@ -168,6 +170,7 @@ pub(super) fn listener(name: &str, raw: RawListener) -> Result<Listener> {
         password_tokens: raw.password_tokens,
         xoauth2_error_status,
         proxy_protocol,
+        app_passwords: raw.app_passwords,
     })
 }
 

@@ -22,6 +22,7 @@ mod server;
 mod session;
 #[cfg(test)]
 mod session_tests;
+mod store;
 pub mod units;
 mod upstream;
 mod values;
@@ -33,6 +34,7 @@ pub use jwt::{JwtSettings, ASYMMETRIC_ALGORITHMS};
 pub use listener::{Listener, Protocol, TlsMode};
 pub use server::{Limits, Server, TlsFiles, DEFAULT_SESSION_TICKETS};
 pub use session::{AtExpiry, BackchannelLogout, SessionPolicy};
+pub use store::{StoreSettings, StoreUrl, DEFAULT_STORE_URL};
 pub use upstream::{IdentityField, Upstream, UpstreamLogin};
 use values::duration;
 pub use values::resolve_secret;
@@ -83,6 +85,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub upstreams: BTreeMap<String, Upstream>,
     pub directories: BTreeMap<String, Directory>,
+    /// `[store]`: where app passwords are kept.
+    pub store: StoreSettings,
 }
 
 impl Config {
@@ -100,6 +104,7 @@ impl Config {
 
     pub fn from_raw(raw: RawConfig) -> Result<Config> {
         let server = server::server(raw.server)?;
+        let store = store::store(raw.store)?;
         let directories = raw
             .directory
             .into_iter()
@@ -176,7 +181,13 @@ impl Config {
             listeners,
             upstreams,
             directories,
+            store,
         })
+    }
+
+    /// Whether any listener takes app passwords (then the store is opened).
+    pub fn uses_app_passwords(&self) -> bool {
+        self.listeners.iter().any(|l| l.app_passwords)
     }
 
     /// Settings that are allowed but weaken security, one line each: logged

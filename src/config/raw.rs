@@ -16,6 +16,16 @@ pub struct RawConfig {
     pub upstream: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub directory: BTreeMap<String, RawDirectory>,
+    /// Where app passwords are kept.
+    pub store: Option<RawStore>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawStore {
+    pub url: Option<String>,
+    pub password: Option<String>,
+    pub hash_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -104,6 +114,9 @@ pub struct RawListener {
     pub proxy_protocol: bool,
     /// Who may send that header (CIDR networks); required with `proxy-protocol`.
     pub proxy_trusted_networks: Option<Vec<String>>,
+    /// LOGIN / AUTH PLAIN / AUTH LOGIN with an app password (issue 14).
+    #[serde(default)]
+    pub app_passwords: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -144,6 +144,7 @@ impl Server {
     /// the new ones and closes those no longer configured. Established
     /// sessions keep the service they started with.
     async fn apply(&mut self, config: &Config) -> Result<(), String> {
+        crate::apppass::ensure(config).await?;
         let services = build_after(config, &self.validators())?;
         let mut wanted: BTreeMap<SocketAddr, Arc<Service>> = BTreeMap::new();
         for svc in &services {
