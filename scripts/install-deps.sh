@@ -3,7 +3,8 @@
 #   Dovecot (imapd, lmtpd, pop3d, managesieved with the sieve plugin), Postfix,
 #   curl, msmtp, fetchmail (POP3 passthrough tests), openssl, HAProxy (in front
 #   of the proxy in the PROXY protocol tests), systemd (systemd-analyze checks
-#   the unit file) (Debian packages),
+#   the unit file), PostgreSQL (the app-password store's tests start their
+#   own server under a temporary directory) (Debian packages),
 #   cargo-deb (for the package test), and the npm packages of tests/peers/oidc
 #   (oidc-provider; Node.js must be there).
 # Fast when everything is present: apt is skipped if every binary is found,
@@ -13,7 +14,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-managesieved dovecot-sieve
-    postfix curl msmtp fetchmail openssl haproxy systemd)
+    postfix curl msmtp fetchmail openssl haproxy systemd postgresql)
 # One binary (or file) per package that proves it is installed.
 needed=(
     /usr/sbin/dovecot /usr/bin/doveadm
@@ -23,6 +24,7 @@ needed=(
     /usr/sbin/postfix /usr/sbin/postconf
     /usr/bin/curl /usr/bin/msmtp /usr/bin/fetchmail /usr/bin/openssl
     /usr/sbin/haproxy /usr/bin/systemd-analyze
+    /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/pg_ctl
 )
 
 missing=()
