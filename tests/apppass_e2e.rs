@@ -9,7 +9,7 @@ mod common;
 
 use common::postgres::Postgres;
 use common::*;
-use oauthbearer_proxy::apppass::{self, Store};
+use oauthbearer_proxy::apppass;
 use oauthbearer_proxy::config::{StoreSettings, StoreUrl};
 use oauthbearer_proxy::secret::Secret;
 use serde_json::Value;
