@@ -20,6 +20,8 @@ const BYTES: usize = 20;
 /// Base32 characters per password.
 pub const CHARS: usize = BYTES * 8 / 5;
 const GROUP: usize = 4;
+// At least 128 bits (issue 14).
+const _: () = assert!(CHARS * 5 >= 128);
 
 /// The keyed hash of a password: what the store keeps and looks up.
 pub type Digest32 = [u8; 32];
@@ -128,7 +130,6 @@ mod tests {
         let shown = p.expose();
         assert_eq!(shown.len(), CHARS + CHARS / GROUP - 1);
         assert_eq!(shown.split('-').count(), CHARS / GROUP);
-        assert!(CHARS * 5 >= 128, "at least 128 bits");
         assert!(looks_like(shown.as_bytes()));
         let bare: String = shown.chars().filter(|&c| c != '-').collect();
         assert!(looks_like(bare.as_bytes()));

@@ -140,6 +140,6 @@ mod app_password_tests {
     #[test]
     fn utc_dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00");
-        assert_eq!(super::utc(1_796_215_380), "2026-12-02 16:43");
+        assert_eq!(super::utc(1_796_215_380), "2026-12-02 12:43");
     }
 }
