@@ -70,6 +70,24 @@ pub fn app_passwords_list(config: &Config, path: &Path, user: String, json: bool
     }
 }
 
+pub fn app_passwords_create(config: &Config, path: &Path, user: String, name: String) -> ExitCode {
+    match ask(config, path, &Request::AppPasswordsCreate { user, name }) {
+        Ok(Reply::Created {
+            app_password,
+            password,
+        }) => {
+            eprintln!(
+                "app password {:?} (id {}) for {}; it is shown only now:",
+                app_password.name, app_password.id, app_password.user
+            );
+            println!("{password}");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => unexpected(),
+        Err(e) => failed(&e),
+    }
+}
+
 pub fn app_passwords_revoke(
     config: &Config,
     path: &Path,

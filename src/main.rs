@@ -80,6 +80,13 @@ enum AppPasswordsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Create an app password for a user and print it (once; it is not
+    /// stored in clear and cannot be shown again).
+    Create {
+        user: String,
+        /// What it is for ("Phone", "Outlook at work").
+        name: String,
+    },
     /// Revoke one app password (by name or id) or all of a user's; the
     /// sessions that logged in with them end.
     Revoke {
@@ -127,6 +134,9 @@ fn main() -> ExitCode {
         Some(Command::AppPasswords { action }) => match action {
             AppPasswordsAction::List { user, json } => {
                 admin::app_passwords_list(&config, &cli.config, user, json)
+            }
+            AppPasswordsAction::Create { user, name } => {
+                admin::app_passwords_create(&config, &cli.config, user, name)
             }
             AppPasswordsAction::Revoke { user, name } => {
                 admin::app_passwords_revoke(&config, &cli.config, user, name)

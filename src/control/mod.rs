@@ -27,6 +27,9 @@ pub enum Request {
     Kick(Target),
     /// A user's app passwords.
     AppPasswordsList { user: String },
+    /// Create an app password for a user (the administrator's way; users
+    /// have the self-service site). The reply carries the password, once.
+    AppPasswordsCreate { user: String, name: String },
     /// Revoke a user's app passwords: the one called `name` (or with that
     /// id), or all of them; their open sessions end.
     AppPasswordsRevoke {

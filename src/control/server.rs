@@ -109,6 +109,21 @@ pub async fn answer(request: Request, registry: &Registry) -> Reply {
             },
             None => no_store(),
         },
+        Request::AppPasswordsCreate { user, name } => match crate::apppass::installed() {
+            Some(store) => match store.create(&user, &name).await {
+                Ok((app_password, password)) => {
+                    tracing::info!(user, name, "app password created by the administrator");
+                    Reply::Created {
+                        app_password,
+                        password: password.expose().to_string(),
+                    }
+                }
+                Err(e) => Reply::Error {
+                    error: e.to_string(),
+                },
+            },
+            None => no_store(),
+        },
         Request::AppPasswordsRevoke { user, name } => match crate::apppass::installed() {
             Some(store) => revoke(store.as_ref(), registry, &user, name.as_deref()).await,
             None => no_store(),
