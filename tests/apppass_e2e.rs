@@ -280,6 +280,14 @@ fn sqlite_app_passwords_log_in_send_mail_and_stop_when_revoked() {
         true
     );
     proxy.wait_log("result=\"app-password-revoked\"");
+
+    // Created over the control socket: printed once, works at once.
+    let made = admin(&proxy, &["app-passwords", "create", ALICE, "Tablet"]);
+    let made = made.trim();
+    assert!(apppass::password::looks_like(made.as_bytes()), "{made}");
+    assert_eq!(imaplib_login(&peers, &proxy, ALICE, made)["ok"], true);
+    assert!(!proxy.log().contains(made), "the password reached the log");
+    rt.block_on(store.revoke(ALICE, None)).unwrap();
     rt.block_on(store.revoke(BOB, None)).unwrap();
 }
 

@@ -10,13 +10,42 @@ use crate::gateway::{Failure, Service, Success};
 use crate::sasl::challenge::Status;
 use crate::sessions::Grant;
 use crate::upstream::LoginContext;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// Last-used updates in flight at once; beyond that one is skipped rather
 /// than queued (it is a convenience, never worth slowing logins for).
 static TOUCHES: Semaphore = Semaphore::const_new(64);
 const TOUCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A password's last use is written at most this often for the same
+/// client address and protocol: a phone that logs in every minute costs no
+/// database write per login.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// Passwords whose last write is remembered (the map is cleared when full).
+const TOUCH_REMEMBERED: usize = 100_000;
+
+/// When each password's last use was last written, and for what.
+static WRITTEN: Mutex<Option<HashMap<String, (Instant, String, &'static str)>>> = Mutex::new(None);
+
+/// Whether this use is worth a write: a new client or protocol, or
+/// `TOUCH_EVERY` since the last write.
+fn worth_writing(id: &str, client: &str, protocol: &'static str) -> bool {
+    let now = Instant::now();
+    let mut guard = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
+    let map = guard.get_or_insert_with(HashMap::new);
+    if let Some((at, c, p)) = map.get(id) {
+        if c == client && *p == protocol && now.duration_since(*at) < TOUCH_EVERY {
+            return false;
+        }
+    }
+    if map.len() >= TOUCH_REMEMBERED {
+        map.clear();
+    }
+    map.insert(id.to_string(), (now, client.to_string(), protocol));
+    true
+}
 
 /// What a password login presented.
 #[derive(Clone, Copy)]
@@ -111,17 +140,21 @@ impl Service {
 }
 
 /// Records the login as the password's last use, in the background: the
-/// client was already answered by the time the store hears of it.
+/// client was already answered by the time the store hears of it. The
+/// same client and protocol are written at most once a minute.
 fn touch(svc: &Service, ctx: LoginContext<'_>, success: &Success) {
     let (Some(store), Some(id)) = (svc.apppass.clone(), success.grant.app_password.clone()) else {
         return;
     };
+    let client = ctx.client.peer.ip().to_string();
+    let protocol = svc.listener.protocol.name();
+    if !worth_writing(&id, &client, protocol) {
+        return;
+    }
     let Ok(permit) = TOUCHES.try_acquire() else {
         tracing::debug!("app password last-use update skipped: too many in flight");
         return;
     };
-    let client = ctx.client.peer.ip().to_string();
-    let protocol = svc.listener.protocol.name();
     tokio::spawn(async move {
         let _permit = permit;
         let update = store.touch(&id, &client, protocol);

@@ -5,7 +5,7 @@
 //! every other at its next login. What cannot be asked for is an open
 //! session: each change is announced with `NOTIFY` on [`CHANNEL`], and every
 //! instance `LISTEN`s and ends its own sessions that used a revoked password
-//! or belong to a disabled user ([`listen`]).
+//! or belong to a disabled user ([`super::notify`]).
 
 use super::password::{self, HashKey};
 use super::{AppPassword, BoxFuture, LastUse, Store, StoreError, Verified};
@@ -97,7 +97,9 @@ impl PgStore {
         let mut client = connect(&config, &handle).await?;
         migrate(&mut client).await.map_err(unavailable)?;
         let key = hash_key(&client, settings.hash_key.as_ref()).await?;
-        let listener = handle.spawn(listen(config.clone())).abort_handle();
+        let listener = handle
+            .spawn(super::notify::listen(config.clone()))
+            .abort_handle();
         Ok(Self {
             config,
             client: RwLock::new(Arc::new(client)),
@@ -359,59 +361,5 @@ impl Store for PgStore {
                 .await?;
             Ok(!rows.first().is_some_and(|r| r.get::<_, bool>(0)))
         })
-    }
-}
-
-/// Follows the other instances' announcements for as long as the store is
-/// open: ends this instance's sessions of revoked passwords and disabled
-/// users. A lost connection is opened again after a second.
-async fn listen(config: tokio_postgres::Config) {
-    loop {
-        if let Err(e) = listen_once(&config).await {
-            tracing::warn!("app-password store: PostgreSQL LISTEN: {e}; retrying in 1 s");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn listen_once(config: &tokio_postgres::Config) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let driver = tokio::spawn(async move {
-        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            match message? {
-                tokio_postgres::AsyncMessage::Notification(n) => {
-                    let _ = tx.send(n.payload().to_string());
-                }
-                _ => continue,
-            }
-        }
-        Ok::<(), tokio_postgres::Error>(())
-    });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    while let Some(payload) = rx.recv().await {
-        announced(&payload);
-    }
-    match driver.await {
-        Ok(r) => r,
-        Err(_) => Ok(()),
-    }
-}
-
-/// What an announcement means for this instance's open sessions.
-fn announced(payload: &str) {
-    let ended = match payload.split_once(' ') {
-        Some(("revoked", ids)) => {
-            let ids: Vec<String> = ids.split(' ').map(str::to_string).collect();
-            super::end_sessions(&ids)
-        }
-        Some(("disabled", user)) => super::end_user_sessions(user),
-        _ => 0,
-    };
-    if ended > 0 {
-        tracing::info!(
-            sessions = ended,
-            "app-password change on another instance: sessions ended"
-        );
     }
 }

@@ -37,6 +37,7 @@ const COLUMNS: &str = "p.id, p.owner, p.name, p.created, p.last_used, p.last_cli
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    found: super::cache::Found,
     key: HashKey,
     path: PathBuf,
 }
@@ -54,6 +55,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", shown.display())))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            found: super::cache::Found::default(),
             key,
             path: shown,
         })
@@ -222,6 +224,7 @@ impl Store for SqliteStore {
                     rows.collect::<rusqlite::Result<Vec<String>>>()
                 })
                 .await?;
+            self.found.clear();
             super::end_sessions(&ids);
             Ok(ids.len())
         })
@@ -236,21 +239,30 @@ impl Store for SqliteStore {
                 return Ok(None);
             };
             let hash = self.key.digest(&canonical);
+            if let Some(found) = self.found.get(&hash) {
+                return Ok(Some(found));
+            }
             let found = self
                 .run(move |c| {
                     let sql = format!(
                         "SELECT {COLUMNS} FROM app_passwords p LEFT JOIN app_password_users u \
                          ON u.owner = p.owner WHERE p.hash = ?1"
                     );
-                    c.query_row(&sql, params![hash.to_vec()], record).optional()
+                    c.prepare_cached(&sql)?
+                        .query_row(params![hash.to_vec()], record)
+                        .optional()
                 })
                 .await?;
-            Ok(found.and_then(|(p, stored, disabled)| {
+            let verified = found.and_then(|(p, stored, disabled)| {
                 password::same(&stored, &hash).then_some(Verified {
                     password: p,
                     disabled,
                 })
-            }))
+            });
+            if let Some(v) = &verified {
+                self.found.put(hash, v);
+            }
+            Ok(verified)
         })
     }
 
@@ -264,11 +276,11 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let now = super::now();
             self.run(move |c| {
-                c.execute(
+                c.prepare_cached(
                     "UPDATE app_passwords SET last_used = ?1, last_client = ?2, \
                      last_protocol = ?3 WHERE id = ?4",
-                    params![now, client, protocol, id],
-                )
+                )?
+                .execute(params![now, client, protocol, id])
             })
             .await
             .map(drop)
@@ -291,6 +303,7 @@ impl Store for SqliteStore {
                 )
             })
             .await?;
+            self.found.clear();
             if !ok {
                 super::end_user_sessions(user);
             }

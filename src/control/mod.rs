@@ -67,6 +67,11 @@ pub enum Reply {
         revoked: usize,
         sessions_ended: usize,
     },
+    /// A new app password, shown once.
+    Created {
+        app_password: crate::apppass::AppPassword,
+        password: String,
+    },
     Error {
         error: String,
     },
