@@ -26,8 +26,11 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// Passwords whose last write is remembered (the map is cleared when full).
 const TOUCH_REMEMBERED: usize = 100_000;
 
-/// When each password's last use was last written, and for what.
-static WRITTEN: Mutex<Option<HashMap<String, (Instant, String, &'static str)>>> = Mutex::new(None);
+/// When a password's last use was last written: at, client, protocol.
+type Written = (Instant, String, &'static str);
+
+/// When each password's last use was last written, by id.
+static WRITTEN: Mutex<Option<HashMap<String, Written>>> = Mutex::new(None);
 
 /// Whether this use is worth a write: a new client or protocol, or
 /// `TOUCH_EVERY` since the last write.
