@@ -23,45 +23,8 @@ pub async fn run(store: &dyn Store, prefix: &str) {
     let (bobs, bob_secret) = store.create(&bob, "Phone").await.expect("other user");
     assert_ne!(phone.id, laptop.id);
 
-    // Found by the password, in any spelling of its shape.
-    let found = store.verify(secret.expose().as_bytes()).await.unwrap();
-    let found = found.expect("the password is found");
-    assert_eq!(found.password.id, phone.id);
-    assert_eq!(found.password.user, alice);
-    assert!(!found.disabled);
-    let bare: String = secret.expose().chars().filter(|&c| c != '-').collect();
-    let upper = bare.to_uppercase();
-    for spelling in [bare.as_str(), upper.as_str()] {
-        let again = store.verify(spelling.as_bytes()).await.unwrap();
-        assert_eq!(again.map(|v| v.password.id), Some(phone.id.clone()));
-    }
-    let stranger = password::generate().unwrap();
-    assert!(store
-        .verify(stranger.expose().as_bytes())
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store
-        .verify(b"not an app password")
-        .await
-        .unwrap()
-        .is_none());
-    let bob_found = store.verify(bob_secret.expose().as_bytes()).await.unwrap();
-    assert_eq!(bob_found.map(|v| v.password.user), Some(bob.clone()));
-
-    // Last use.
-    store.touch(&phone.id, "192.0.2.7", "imap").await.unwrap();
-    let list = store.list(&alice).await.unwrap();
-    assert_eq!(list.len(), 2);
-    let used = list.iter().find(|p| p.id == phone.id).unwrap();
-    let last = used.last_used.as_ref().expect("last use recorded");
-    assert_eq!(
-        (last.client.as_str(), last.protocol.as_str()),
-        ("192.0.2.7", "imap")
-    );
-    assert!(list
-        .iter()
-        .any(|p| p.id == laptop.id && p.last_used.is_none()));
+    found_by_any_spelling(store, &secret, &phone, &bob, &bob_secret).await;
+    last_use(store, &alice, &phone, &laptop).await;
 
     // Revoking one leaves the others.
     assert_eq!(store.revoke(&alice, Some(&phone.id)).await.unwrap(), 1);
@@ -109,4 +72,60 @@ pub async fn run(store: &dyn Store, prefix: &str) {
     assert!(store.list(&alice).await.unwrap().is_empty());
     assert_eq!(store.list(&bob).await.unwrap().len(), 1);
     store.revoke(&bob, None).await.unwrap();
+}
+
+/// Found by the password, in any spelling of its shape; nothing else is.
+async fn found_by_any_spelling(
+    store: &dyn Store,
+    secret: &crate::secret::Secret,
+    phone: &super::AppPassword,
+    bob: &str,
+    bob_secret: &crate::secret::Secret,
+) {
+    let alice = &phone.user;
+    let found = store.verify(secret.expose().as_bytes()).await.unwrap();
+    let found = found.expect("the password is found");
+    assert_eq!(found.password.id, phone.id);
+    assert_eq!(&found.password.user, alice);
+    assert!(!found.disabled);
+    let bare: String = secret.expose().chars().filter(|&c| c != '-').collect();
+    let upper = bare.to_uppercase();
+    for spelling in [bare.as_str(), upper.as_str()] {
+        let again = store.verify(spelling.as_bytes()).await.unwrap();
+        assert_eq!(again.map(|v| v.password.id), Some(phone.id.clone()));
+    }
+    let stranger = password::generate().unwrap();
+    assert!(store
+        .verify(stranger.expose().as_bytes())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .verify(b"not an app password")
+        .await
+        .unwrap()
+        .is_none());
+    let bob_found = store.verify(bob_secret.expose().as_bytes()).await.unwrap();
+    assert_eq!(bob_found.map(|v| v.password.user).as_deref(), Some(bob));
+}
+
+/// The last use is recorded and listed.
+async fn last_use(
+    store: &dyn Store,
+    alice: &str,
+    phone: &super::AppPassword,
+    laptop: &super::AppPassword,
+) {
+    store.touch(&phone.id, "192.0.2.7", "imap").await.unwrap();
+    let list = store.list(alice).await.unwrap();
+    assert_eq!(list.len(), 2);
+    let used = list.iter().find(|p| p.id == phone.id).unwrap();
+    let last = used.last_used.as_ref().expect("last use recorded");
+    assert_eq!(
+        (last.client.as_str(), last.protocol.as_str()),
+        ("192.0.2.7", "imap")
+    );
+    assert!(list
+        .iter()
+        .any(|p| p.id == laptop.id && p.last_used.is_none()));
 }
