@@ -26,7 +26,8 @@
 //! - [`upstream`]: connecting and logging in to Dovecot / Postfix, one login
 //!   strategy per protocol behind [`upstream::Strategy`].
 //! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
-//! - [`apppass`]: app passwords (interface shared by the site and the login path).
+//! - [`apppass`]: app passwords: the interface shared by the site and the
+//!   login path, the SQLite and PostgreSQL stores, the login with one.
 //! - [`control`]: the local administration socket and its commands (`who`, `kick`).
 //! - [`sessions`]: the registry of relayed sessions (`who`, `kick`),
 //!   re-validation of their tokens, ending them when access ends.
