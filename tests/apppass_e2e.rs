@@ -330,6 +330,9 @@ fn wrong_ones_never_reach_dovecot(
         BOB,
         alice_pw.expose()
     )));
+    // Dovecot's own password (not of the app-password shape) still passes through.
+    let r = imaplib_login(peers, proxy, ALICE, "alice-app-password");
+    assert_eq!(r["ok"], true, "passthrough: {r}");
     let log = proxy.log();
     assert!(log.contains("no such app password"), "{log}");
     assert!(log.contains("the app password is not"), "{log}");
