@@ -298,7 +298,7 @@ class Bench:
     def start(self) -> None:
         w = self.workdir
         names = ["imap", "imaps", "lmtp", "auth", "haproxy", "oidc", "oidc_admin", "proxy",
-                 "proxy_warm", "proxy_pop3", "proxy_sieve", "nginx", "auth_http"]
+                 "proxy_warm", "proxy_pop3", "proxy_sieve", "proxy_apppass", "nginx", "auth_http"]
         self.ports = dict(zip(names, P.free_ports(len(names))))
         self.certs = P.make_certs(w)
         mailbox = (8 if self.quick else 100) * 1024 * 1024
@@ -399,6 +399,15 @@ fields.username = "preferred_username"
             self.proxy_warm.start()
             self.daemons.append(self.proxy_warm)
 
+        # The warm-cache proxy with app passwords (issue 14): the same
+        # listener with `app-passwords = true` and a SQLite store; the load
+        # generator logs in with AUTHENTICATE PLAIN and an app password made
+        # over the control socket. Only when this build knows the keys.
+        self.proxy_apppass = None
+        self.apppass_file = w / "app-password"
+        if self.proxy_warm:
+            self.start_apppass(pdir, wconf, env)
+
         # nginx's mail proxy and its auth_http responder
         self.auth_http = Daemon(
             "auth_http", [sys.executable, str(HERE / "auth_http.py"), "--port",
@@ -449,6 +458,34 @@ login.secret = "%{{file:{self.dovecot.secret_file}}}%"
 identity = "email"
 """)
         return "".join(blocks)
+    def start_apppass(self, pdir: Path, wconf: Path, env: dict) -> None:
+        aconf = pdir / "config-apppass.toml"
+        text = wconf.read_text().replace(f"127.0.0.1:{self.ports['proxy_warm']}",
+                                         f"127.0.0.1:{self.ports['proxy_apppass']}")
+        text = text.replace('hostname = "proxy.bench"\n', 'hostname = "proxy.bench"\n'
+                            f'control-socket = "{pdir / "control.sock"}"\n', 1)
+        text = text.replace('upstream = "dovecot"\n', 'upstream = "dovecot"\n'
+                            'app-passwords = true\n', 1)
+        aconf.write_text(text + f'\n[store]\nurl = "sqlite://{pdir / "store.db"}"\n')
+        check = subprocess.run([self.opts.proxy_bin, "--config", str(aconf), "check"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=30)
+        if check.returncode != 0:
+            log("no app-password row: this build does not accept app passwords: "
+                f"{check.stdout.decode(errors='replace').strip()[:300]}")
+            return
+        self.proxy_apppass = Daemon("proxy-apppass",
+                                    [self.opts.proxy_bin, "--config", str(aconf)],
+                                    pdir / "proxy-apppass.log", self.ports["proxy_apppass"],
+                                    env=env)
+        self.proxy_apppass.start()
+        self.daemons.append(self.proxy_apppass)
+        made = subprocess.run([self.opts.proxy_bin, "--config", str(aconf), "app-passwords",
+                               "create", USER_EMAIL, "bench"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        if made.returncode != 0:
+            raise RuntimeError(f"app-passwords create: {made.stderr.decode(errors='replace')}")
+        self.apppass_file.write_text(made.stdout.decode().strip())
 
     def mint_token(self) -> str:
         body = json.dumps({"sub": USER_NAME, "scope": "openid email profile",
@@ -528,6 +565,13 @@ identity = "email"
                     "label": f"Dovecot {name} direct, plaintext",
                     "args": ["--addr", f"127.0.0.1:{direct}", "--protocol", protocol, *plain],
                     "pids": dovecot_group, "login": True, "fetch": False}
+        if self.proxy_apppass:
+            c["proxy-apppass"] = {
+                "label": "oauthbearer-proxy, TLS, app password (SQLite store)",
+                "args": ["--addr", f"127.0.0.1:{self.ports['proxy_apppass']}", "--tls",
+                         "--ca", ca, "--mech", "plain", "--user", USER_EMAIL,
+                         "--secret-file", str(self.apppass_file)],
+                "pids": lambda: [self.proxy_apppass.pid], "login": True, "fetch": False}
         return c
 
     def login_budget_now(self, name: str) -> dict:
@@ -902,6 +946,15 @@ def write_report(out: Path, info: dict, results: dict, quick: bool, concurrencie
              ratio(p.get("kib_session"), n.get("kib_session")), lambda v: v <= 1.0),
         goal("idle RSS/session < 32 KiB (KiB)", p.get("kib_session"), lambda v: v < 32),
     ]
+    ap = s.get("proxy-apppass", {})
+    if ap and pw:
+        cpu_c_apppass = ratio(ap.get(f"cpu1000_{cpu_c}"), pw.get(f"cpu1000_{cpu_c}"))
+        goals.append(goal(f"(issue 14) proxy CPU per login at c={cpu_c}, app password / "
+                          "warm-cache token, ≤ 1.10", cpu_c_apppass, lambda v: v <= 1.10,
+                          [("proxy-apppass", cpu_c), ("proxy-warm", cpu_c)]))
+        goals.append(goal(f"(issue 14, reference) logins/s at c={top}, app password / "
+                          "warm-cache token", ratio(ap.get(f"lps_{top}"), pw.get(f"lps_{top}")),
+                          lambda v: True, [("proxy-apppass", top_c), ("proxy-warm", top_c)]))
 
     sessions = p.get("idle_sessions")
     out.mkdir(parents=True, exist_ok=True)
@@ -962,10 +1015,11 @@ def draw_chart(path: Path, s: dict, concurrencies: list[int], labels: dict) -> N
 
     colors = {"dovecot-plain": "#999999", "dovecot-plain-master": "#cccccc",
               "dovecot-tls": "#4c72b0", "nginx-tls": "#dd8452", "proxy-provider": "#55a868",
-              "proxy-warm": "#2d6a3e"}
+              "proxy-warm": "#2d6a3e", "proxy-apppass": "#8172b3"}
     short = {"dovecot-plain": "Dovecot plain", "dovecot-plain-master": "Dovecot plain (master)",
              "dovecot-tls": "Dovecot TLS", "nginx-tls": "nginx TLS",
-             "proxy-provider": "proxy TLS (provider)", "proxy-warm": "proxy TLS (warm cache)"}
+             "proxy-provider": "proxy TLS (provider)", "proxy-warm": "proxy TLS (warm cache)",
+             "proxy-apppass": "proxy TLS (app password)"}
     names = [n for n in s if n in colors]
     fig, axes = plt.subplots(1, 4, figsize=(17, 5))
 

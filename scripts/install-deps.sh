@@ -4,7 +4,8 @@
 #   curl, msmtp, fetchmail (POP3 passthrough tests), python3-sievelib (a real
 #   ManageSieve client for the PLAIN passthrough test), openssl, HAProxy (in front
 #   of the proxy in the PROXY protocol tests), systemd (systemd-analyze checks
-#   the unit file) (Debian packages),
+#   the unit file), PostgreSQL (the app-password store's tests start their
+#   own server under a temporary directory) (Debian packages),
 #   cargo-deb (for the package test), and the npm packages of tests/peers/oidc
 #   (oidc-provider; Node.js must be there).
 # Fast when everything is present: apt is skipped if every binary is found,
@@ -15,7 +16,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(dovecot-imapd dovecot-lmtpd dovecot-pop3d dovecot-managesieved dovecot-sieve
     postfix curl msmtp fetchmail python3-sievelib openssl haproxy systemd
-    chromium chromium-driver python3-selenium)
+    chromium chromium-driver python3-selenium postgresql)
 # One binary (or file) per package that proves it is installed.
 needed=(
     /usr/sbin/dovecot /usr/bin/doveadm
@@ -28,6 +29,7 @@ needed=(
     /usr/sbin/haproxy /usr/bin/systemd-analyze
     /usr/bin/chromium /usr/bin/chromedriver
     /usr/lib/python3/dist-packages/selenium
+    /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/15/bin/pg_ctl
 )
 
 missing=()

@@ -1,4 +1,4 @@
-//! The administration subcommands (`who`, `kick`): they talk to the
+//! The administration subcommands (`who`, `kick`, `app-passwords`): they talk to the
 //! running proxy over its control socket.
 
 use oauthbearer_proxy::config::Config;
@@ -45,6 +45,61 @@ pub fn kick(config: &Config, config_path: &Path, target: Target) -> ExitCode {
     match ask(config, config_path, &Request::Kick(target)) {
         Ok(Reply::Ended { ended }) => {
             println!("{ended} sessions ended");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => unexpected(),
+        Err(e) => failed(&e),
+    }
+}
+
+pub fn app_passwords_list(config: &Config, path: &Path, user: String, json: bool) -> ExitCode {
+    match ask(config, path, &Request::AppPasswordsList { user }) {
+        Ok(Reply::AppPasswords { app_passwords }) => {
+            if json {
+                match serde_json::to_string_pretty(&app_passwords) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => return failed(&e.to_string()),
+                }
+            } else {
+                print!("{}", client::app_password_table(&app_passwords));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(_) => unexpected(),
+        Err(e) => failed(&e),
+    }
+}
+
+pub fn app_passwords_create(config: &Config, path: &Path, user: String, name: String) -> ExitCode {
+    match ask(config, path, &Request::AppPasswordsCreate { user, name }) {
+        Ok(Reply::Created {
+            app_password,
+            password,
+        }) => {
+            eprintln!(
+                "app password {:?} (id {}) for {}; it is shown only now:",
+                app_password.name, app_password.id, app_password.user
+            );
+            println!("{password}");
+            ExitCode::SUCCESS
+        }
+        Ok(_) => unexpected(),
+        Err(e) => failed(&e),
+    }
+}
+
+pub fn app_passwords_revoke(
+    config: &Config,
+    path: &Path,
+    user: String,
+    name: Option<String>,
+) -> ExitCode {
+    match ask(config, path, &Request::AppPasswordsRevoke { user, name }) {
+        Ok(Reply::Revoked {
+            revoked,
+            sessions_ended,
+        }) => {
+            println!("{revoked} app passwords revoked, {sessions_ended} sessions ended");
             ExitCode::SUCCESS
         }
         Ok(_) => unexpected(),

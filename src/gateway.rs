@@ -27,6 +27,8 @@ pub struct Service {
     pub limiter: Arc<crate::limits::Limiter>,
     /// The live relayed sessions, shared by all listeners and reloads.
     pub sessions: Arc<Registry>,
+    /// The app-password store, on a listener with `app-passwords = true`.
+    pub apppass: Option<Arc<dyn crate::apppass::Store>>,
 }
 
 /// Why a login did not succeed. Each front-end maps this to its replies in
@@ -149,7 +151,12 @@ impl Service {
     /// told and whatever it does next (hanging up after the error
     /// challenge must not dodge the penalty): the `logins` metric, and the
     /// client's failure in the per-address penalty.
-    fn verdict(&self, client: ClientInfo, mechanism: &str, result: &Result<Success, Failure>) {
+    pub(crate) fn verdict(
+        &self,
+        client: ClientInfo,
+        mechanism: &str,
+        result: &Result<Success, Failure>,
+    ) {
         let word = match result {
             Ok(_) => "ok",
             Err(f) => f.metric_label(),
@@ -257,6 +264,18 @@ impl Service {
             None => Grant::passthrough(),
         };
         self.log_in_as(ctx, &identity, user, grant).await
+    }
+
+    /// Logs in upstream as `user`, whose credential was checked without a
+    /// token (an app password): routed as a token without the routing claim.
+    pub(crate) async fn upstream_login(
+        &self,
+        ctx: LoginContext<'_>,
+        user: String,
+        grant: Grant,
+    ) -> Result<Success, Failure> {
+        self.log_in_as(ctx, &idp::Identity::default(), user, grant)
+            .await
     }
 
     /// Logs in upstream as `user` on the backend the routing names (the

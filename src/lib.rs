@@ -28,7 +28,8 @@
 //! - [`backends`]: several backends per upstream: routing (hash, claim,
 //!   map), health checks, failover, per-backend metrics.
 //! - [`limits`]: connection limits (total, per IP) and the per-IP auth failure penalty.
-//! - [`apppass`]: app passwords (interface shared by the site and the login path).
+//! - [`apppass`]: app passwords: the interface shared by the site and the
+//!   login path, the SQLite and PostgreSQL stores, the login with one.
 //! - [`web`]: the self-service site (`protocol = "https"`): sign-in at the provider, app passwords, client set-up.
 //! - [`control`]: the local administration socket and its commands (`who`, `kick`).
 //! - [`sessions`]: the registry of relayed sessions (`who`, `kick`),

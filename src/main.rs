@@ -76,6 +76,38 @@ enum Command {
         #[arg(long)]
         ip: Option<std::net::IpAddr>,
     },
+    /// A user's app passwords in the running proxy's store (over its
+    /// `server.control-socket`).
+    AppPasswords {
+        #[command(subcommand)]
+        action: AppPasswordsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppPasswordsAction {
+    /// List a user's app passwords: name, id, created, last used.
+    List {
+        /// The owner (the user name the passwords log in as).
+        user: String,
+        /// One JSON object per app password instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an app password for a user and print it (once; it is not
+    /// stored in clear and cannot be shown again).
+    Create {
+        user: String,
+        /// What it is for ("Phone", "Outlook at work").
+        name: String,
+    },
+    /// Revoke one app password (by name or id) or all of a user's; the
+    /// sessions that logged in with them end.
+    Revoke {
+        user: String,
+        /// The app password's name or id; all of the user's when omitted.
+        name: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -118,6 +150,17 @@ fn main() -> ExitCode {
             let target = oauthbearer_proxy::control::Target { user, sub, ip };
             admin::kick(&config, &cli.config, target)
         }
+        Some(Command::AppPasswords { action }) => match action {
+            AppPasswordsAction::List { user, json } => {
+                admin::app_passwords_list(&config, &cli.config, user, json)
+            }
+            AppPasswordsAction::Create { user, name } => {
+                admin::app_passwords_create(&config, &cli.config, user, name)
+            }
+            AppPasswordsAction::Revoke { user, name } => {
+                admin::app_passwords_revoke(&config, &cli.config, user, name)
+            }
+        },
         None => run(config, cli.config),
     }
 }

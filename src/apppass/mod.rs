@@ -3,10 +3,30 @@
 //! that identity at the provider.
 //!
 //! This module is the interface the site (`crate::web`) and the login path
-//! share; the stores implementing it (SQLite, PostgreSQL) live beside it.
+//! share; the stores implementing it live beside it:
+//!
+//! - [`password`]: generating, recognising and hashing app passwords;
+//! - [`sqlite`]: the default store, one SQLite file (WAL);
+//! - [`postgres`]: PostgreSQL, for several proxy instances (LISTEN/NOTIFY
+//!   ends sessions everywhere, [`notify`]; there is no local cache to go stale);
+//! - [`login`]: the login with an app password (`app-passwords = true`).
+//!
+//! [`open`] opens the configured store; [`installed`] is the process's one
+//! store once the server has opened it (the site and the control socket use it).
 
+mod cache;
+#[doc(hidden)]
+pub mod conformance;
+pub mod login;
+mod notify;
+pub mod password;
+pub mod postgres;
+pub mod sqlite;
+
+use crate::config::{StoreSettings, StoreUrl};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, OnceLock};
 
 /// One app password as listed (never the password or its hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,4 +76,123 @@ pub trait Store: Send + Sync {
         user: &'a str,
         id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<usize, StoreError>>;
+
+    /// The app password `password` is, if any (whatever its owner), and
+    /// whether its owner is disabled. Compared by keyed hash in constant time.
+    fn verify<'a>(
+        &'a self,
+        _password: &'a [u8],
+    ) -> BoxFuture<'a, Result<Option<Verified>, StoreError>> {
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// Records a successful login: when, from which client address, with
+    /// which protocol.
+    fn touch<'a>(
+        &'a self,
+        _id: &'a str,
+        _client: &'a str,
+        _protocol: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// The standing check's verdict for `user`: with `ok = false` every app
+    /// password of the user stops working (and their open sessions end)
+    /// until a later `true`.
+    fn set_standing<'a>(
+        &'a self,
+        _user: &'a str,
+        _ok: bool,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// Whether `user` is in good standing (true for a user never checked).
+    fn standing<'a>(&'a self, _user: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Err(unsupported()) })
+    }
+}
+
+fn unsupported() -> StoreError {
+    StoreError::Unavailable("this store does not support it".into())
+}
+
+/// An app password a login presented, as the store found it.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub password: AppPassword,
+    /// The owner's standing check said no.
+    pub disabled: bool,
+}
+
+/// Opens (and on first start creates or migrates) the configured store.
+pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &settings.url {
+        StoreUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, settings).await?),
+        StoreUrl::Postgres(url) => Arc::new(postgres::PgStore::open(url, settings).await?),
+    })
+}
+
+/// Opens and installs the store when a listener takes app passwords and
+/// none is open yet (at start, or the first reload that needs one). A
+/// changed `[store]` takes effect at the next restart.
+pub async fn ensure(config: &crate::config::Config) -> Result<(), String> {
+    if !config.uses_app_passwords() || installed().is_some() {
+        return Ok(());
+    }
+    let store = open(&config.store)
+        .await
+        .map_err(|e| format!("`store.url`: {e}"))?;
+    tracing::info!(store = %config.store.url, "app-password store open");
+    install(store);
+    Ok(())
+}
+
+static INSTALLED: OnceLock<Arc<dyn Store>> = OnceLock::new();
+
+/// Makes `store` the process's store (once; later calls are ignored).
+pub fn install(store: Arc<dyn Store>) {
+    let _ = INSTALLED.set(store);
+}
+
+/// The process's store, once the server opened it.
+pub fn installed() -> Option<Arc<dyn Store>> {
+    INSTALLED.get().cloned()
+}
+
+/// Checks what a user may call an app password.
+pub(crate) fn check_name(user: &str, name: &str) -> Result<(), StoreError> {
+    if user.is_empty() || user.len() > 255 || user.chars().any(char::is_control) {
+        return Err(StoreError::Invalid("not a user name".into()));
+    }
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(
+            "the name must be 1 to 64 characters, without control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch.
+pub(crate) fn now() -> i64 {
+    crate::idp::cache::unix_now()
+}
+
+/// Ends the open sessions that logged in with these app passwords (by id).
+pub(crate) fn end_sessions(ids: &[String]) -> usize {
+    if ids.is_empty() {
+        return 0;
+    }
+    let registry = crate::sessions::Registry::shared();
+    let selector = crate::sessions::Selector::AppPasswords(ids.to_vec());
+    registry.end(&selector, crate::sessions::Reason::PasswordRevoked)
+}
+
+/// Ends the open app-password sessions of a user found disabled.
+pub(crate) fn end_user_sessions(user: &str) -> usize {
+    let registry = crate::sessions::Registry::shared();
+    let selector = crate::sessions::Selector::AppPasswordUser(user.to_string());
+    registry.end(&selector, crate::sessions::Reason::Revoked)
 }

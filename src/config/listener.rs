@@ -57,13 +57,15 @@ pub struct Listener {
     pub proxy_protocol: Option<Vec<Network>>,
     /// The host name mail clients are told (autoconfig); default `server.hostname`.
     pub public_name: Option<String>,
+    /// LOGIN / AUTH PLAIN / AUTH LOGIN with an app password from the store.
+    pub app_passwords: bool,
 }
 
 impl Listener {
     /// Whether LOGIN / AUTH PLAIN / AUTH LOGIN are offered: passed through,
-    /// or carrying a bearer token as the password.
+    /// carrying a bearer token as the password, or an app password.
     pub fn accepts_passwords(&self) -> bool {
-        self.password_passthrough || self.password_tokens
+        self.password_passthrough || self.password_tokens || self.app_passwords
     }
 }
 
@@ -173,6 +175,7 @@ pub(super) fn listener(name: &str, raw: RawListener) -> Result<Listener> {
         xoauth2_error_status,
         proxy_protocol,
         public_name: raw.public_name,
+        app_passwords: raw.app_passwords,
     })
 }
 

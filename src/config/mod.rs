@@ -24,6 +24,7 @@ mod server;
 mod session;
 #[cfg(test)]
 mod session_tests;
+mod store;
 pub mod units;
 mod upstream;
 mod values;
@@ -37,6 +38,7 @@ pub use jwt::{JwtSettings, ASYMMETRIC_ALGORITHMS};
 pub use listener::{Listener, Protocol, TlsMode};
 pub use server::{Limits, Server, TlsFiles, DEFAULT_SESSION_TICKETS};
 pub use session::{AtExpiry, BackchannelLogout, SessionPolicy};
+pub use store::{StoreSettings, StoreUrl, DEFAULT_STORE_URL};
 pub use upstream::{IdentityField, Upstream, UpstreamLogin};
 use values::duration;
 pub use values::resolve_secret;
@@ -90,6 +92,8 @@ pub struct Config {
     pub directories: BTreeMap<String, Directory>,
     /// The `https` listeners (the self-service site).
     pub web: Vec<WebListener>,
+    /// `[store]`: where app passwords are kept.
+    pub store: StoreSettings,
 }
 
 impl Config {
@@ -107,6 +111,7 @@ impl Config {
 
     pub fn from_raw(raw: RawConfig) -> Result<Config> {
         let server = server::server(raw.server)?;
+        let store = store::store(raw.store)?;
         let mut directories = raw
             .directory
             .into_iter()
@@ -193,7 +198,13 @@ impl Config {
             upstreams,
             directories,
             web,
+            store,
         })
+    }
+
+    /// Whether any listener takes app passwords (then the store is opened).
+    pub fn uses_app_passwords(&self) -> bool {
+        self.listeners.iter().any(|l| l.app_passwords) || !self.web.is_empty()
     }
 
     /// Settings that are allowed but weaken security, one line each: logged

@@ -20,6 +20,16 @@ pub struct RawConfig {
     pub upstream: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub directory: BTreeMap<String, RawDirectory>,
+    /// Where app passwords are kept.
+    pub store: Option<RawStore>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawStore {
+    pub url: Option<String>,
+    pub password: Option<Secret>,
+    pub hash_key: Option<Secret>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -116,6 +126,9 @@ pub struct RawListener {
     pub public_url: Option<String>,
     /// `https` listeners: the session cookie's HMAC key (a secret value).
     pub cookie_key: Option<Secret>,
+    /// LOGIN / AUTH PLAIN / AUTH LOGIN with an app password (issue 14).
+    #[serde(default)]
+    pub app_passwords: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,7 +3,7 @@
 //! per connection and answering with one JSON reply line.
 //!
 //! - [`server`]: the listener in the running proxy.
-//! - [`client`]: the `who` and `kick` subcommands.
+//! - [`client`]: the `who`, `kick` and `app-passwords` subcommands.
 //!
 //! Requests are `{"command": "..."}` objects; new administration commands
 //! are new [`Request`] variants.
@@ -25,6 +25,18 @@ pub enum Request {
     Who,
     /// End the sessions of a user, a token subject or a client address.
     Kick(Target),
+    /// A user's app passwords.
+    AppPasswordsList { user: String },
+    /// Create an app password for a user (the administrator's way; users
+    /// have the self-service site). The reply carries the password, once.
+    AppPasswordsCreate { user: String, name: String },
+    /// Revoke a user's app passwords: the one called `name` (or with that
+    /// id), or all of them; their open sessions end.
+    AppPasswordsRevoke {
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
 }
 
 /// Which sessions `kick` ends: exactly one of the fields.
@@ -42,7 +54,25 @@ pub struct Target {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Reply {
-    Sessions { sessions: Vec<Info> },
-    Ended { ended: usize },
-    Error { error: String },
+    Sessions {
+        sessions: Vec<Info>,
+    },
+    Ended {
+        ended: usize,
+    },
+    AppPasswords {
+        app_passwords: Vec<crate::apppass::AppPassword>,
+    },
+    Revoked {
+        revoked: usize,
+        sessions_ended: usize,
+    },
+    /// A new app password, shown once.
+    Created {
+        app_password: crate::apppass::AppPassword,
+        password: String,
+    },
+    Error {
+        error: String,
+    },
 }

@@ -82,7 +82,7 @@ async fn one(stream: UnixStream, registry: &Registry) {
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
     let reply = match reader.read_line(&mut line).await {
         Ok(_) => match serde_json::from_str::<Request>(&line) {
-            Ok(request) => answer(request, registry),
+            Ok(request) => answer(request, registry).await,
             Err(e) => Reply::Error {
                 error: format!("not a request: {e}"),
             },
@@ -98,8 +98,36 @@ async fn one(stream: UnixStream, registry: &Registry) {
 }
 
 /// What a request does.
-pub fn answer(request: Request, registry: &Registry) -> Reply {
+pub async fn answer(request: Request, registry: &Registry) -> Reply {
     match request {
+        Request::AppPasswordsList { user } => match crate::apppass::installed() {
+            Some(store) => match store.list(&user).await {
+                Ok(app_passwords) => Reply::AppPasswords { app_passwords },
+                Err(e) => Reply::Error {
+                    error: e.to_string(),
+                },
+            },
+            None => no_store(),
+        },
+        Request::AppPasswordsCreate { user, name } => match crate::apppass::installed() {
+            Some(store) => match store.create(&user, &name).await {
+                Ok((app_password, password)) => {
+                    tracing::info!(user, name, "app password created by the administrator");
+                    Reply::Created {
+                        app_password,
+                        password: password.expose().to_string(),
+                    }
+                }
+                Err(e) => Reply::Error {
+                    error: e.to_string(),
+                },
+            },
+            None => no_store(),
+        },
+        Request::AppPasswordsRevoke { user, name } => match crate::apppass::installed() {
+            Some(store) => revoke(store.as_ref(), registry, &user, name.as_deref()).await,
+            None => no_store(),
+        },
         Request::Who => Reply::Sessions {
             sessions: registry.list(&Selector::All),
         },
@@ -114,6 +142,64 @@ pub fn answer(request: Request, registry: &Registry) -> Reply {
                 Reply::Ended { ended }
             }
             Err(error) => Reply::Error { error },
+        },
+    }
+}
+
+fn no_store() -> Reply {
+    Reply::Error {
+        error: "no listener takes app passwords (`app-passwords = true`), so no store is open"
+            .into(),
+    }
+}
+
+/// Revokes the app password called `name` (or with that id), or all of
+/// the user's; the store ends the sessions that used them.
+async fn revoke(
+    store: &dyn crate::apppass::Store,
+    registry: &Registry,
+    user: &str,
+    name: Option<&str>,
+) -> Reply {
+    let list = match store.list(user).await {
+        Ok(list) => list,
+        Err(e) => {
+            return Reply::Error {
+                error: e.to_string(),
+            }
+        }
+    };
+    let chosen: Vec<String> = match name {
+        None => list.into_iter().map(|p| p.id).collect(),
+        Some(name) => match list.into_iter().find(|p| p.name == name || p.id == name) {
+            Some(p) => vec![p.id],
+            None => {
+                return Reply::Error {
+                    error: format!("{user} has no app password called {name:?}"),
+                }
+            }
+        },
+    };
+    let sessions_ended = registry.list(&Selector::AppPasswords(chosen.clone())).len();
+    let id = match (name, chosen.first()) {
+        (Some(_), Some(id)) => Some(id.as_str()),
+        _ => None,
+    };
+    match store.revoke(user, id).await {
+        Ok(revoked) => {
+            tracing::info!(
+                user,
+                revoked,
+                sessions_ended,
+                "app passwords revoked by the administrator"
+            );
+            Reply::Revoked {
+                revoked,
+                sessions_ended,
+            }
+        }
+        Err(e) => Reply::Error {
+            error: e.to_string(),
         },
     }
 }

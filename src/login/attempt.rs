@@ -231,8 +231,9 @@ async fn bearer<W: Wire>(
     fail(ctx, client, st, failure).await
 }
 
-/// Decoded PLAIN or LOGIN credentials: a password token when the
-/// listener takes it for one, else passthrough.
+/// Decoded PLAIN or LOGIN credentials: an app password or a password
+/// token when the listener takes them and the password has their shape,
+/// else passthrough.
 async fn credentials<W: Wire>(
     ctx: Ctx<'_, W>,
     client: Client,
@@ -240,6 +241,9 @@ async fn credentials<W: Wire>(
     creds: Credentials,
 ) -> io::Result<After> {
     st.outcome.user = Some(String::from_utf8_lossy(&creds.user).into_owned());
+    if ctx.svc.password_is_app_password(&creds.password) {
+        return app_password(ctx, client, st, creds).await;
+    }
     if !ctx.svc.password_is_token(&creds.password) {
         return passthrough(ctx, client, st, creds).await;
     }
@@ -254,6 +258,31 @@ async fn credentials<W: Wire>(
     match ctx
         .svc
         .password_token_login(login, mechanism, token_creds)
+        .await
+    {
+        Ok(success) => succeeded(ctx, client, st, success).await,
+        Err(failure) => fail(ctx, client, st, failure).await,
+    }
+}
+
+/// Credentials whose password has an app password's shape, on a listener
+/// that takes them: checked against the store, never passed through.
+async fn app_password<W: Wire>(
+    ctx: Ctx<'_, W>,
+    client: Client,
+    st: &mut Attempts,
+    creds: Credentials,
+) -> io::Result<After> {
+    let login = ctx.login_context(&client);
+    let mechanism = st.outcome.mechanism.unwrap_or("-");
+    let presented = crate::apppass::login::Presented {
+        authzid: Some(&creds.authzid),
+        username: &creds.user,
+        password: &creds.password,
+    };
+    match ctx
+        .svc
+        .app_password_login(login, mechanism, presented)
         .await
     {
         Ok(success) => succeeded(ctx, client, st, success).await,

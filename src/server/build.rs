@@ -86,6 +86,11 @@ pub(super) fn build_after(
                 },
                 limiter: limiter.clone(),
                 sessions: crate::sessions::Registry::shared(),
+                apppass: if l.app_passwords {
+                    crate::apppass::installed()
+                } else {
+                    None
+                },
             }))
         })
         .collect()

@@ -125,15 +125,31 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
 /// does not read them); a user the standing check finds disabled has
 /// their sessions ended.
 async fn start_web(config: &Config) -> Result<(), String> {
-    tracing::warn!("app passwords are kept in memory until the store is configured: they do not survive a restart");
+    // The store the login path uses (opened by `apply`: the site's
+    // listener counts as one that uses app passwords). Refresh tokens for
+    // the standing check are kept in memory (a restart forgets them).
     let memory = Arc::new(crate::web::memory::Memory::default());
-    let disabled: crate::web::standing::Disabled = Arc::new(|user: &str| {
+    let store: Arc<dyn crate::apppass::Store> = match crate::apppass::installed() {
+        Some(store) => store,
+        None => {
+            tracing::warn!("no app-password store is open: the site keeps app passwords in memory");
+            memory.clone()
+        }
+    };
+    let standing = store.clone();
+    let disabled: crate::web::standing::Disabled = Arc::new(move |user: &str| {
         let selector = crate::sessions::Selector::User(user.to_string());
         let ended =
             crate::sessions::Registry::shared().end(&selector, crate::sessions::Reason::Revoked);
-        tracing::warn!(user = %user, sessions = ended, "disabled at the provider: sessions ended");
+        tracing::warn!(user = %user, sessions = ended, "disabled at the provider: sessions ended, app passwords refused");
+        let (store, user) = (standing.clone(), user.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = store.set_standing(&user, false).await {
+                tracing::error!(user = %user, "cannot record the provider's verdict in the store: {e}");
+            }
+        });
     });
-    crate::web::serve::start(config, memory.clone(), memory, disabled).await
+    crate::web::serve::start(config, store, memory, disabled).await
 }
 
 /// The running listeners, keyed by bound address, and the open sessions.
@@ -163,6 +179,7 @@ impl Server {
     /// the new ones and closes those no longer configured. Established
     /// sessions keep the service they started with.
     async fn apply(&mut self, config: &Config) -> Result<(), String> {
+        crate::apppass::ensure(config).await?;
         let services = build_after(config, &self.validators())?;
         let mut wanted: BTreeMap<SocketAddr, Arc<Service>> = BTreeMap::new();
         for svc in &services {

@@ -14,6 +14,8 @@ pub enum How {
     PasswordToken,
     /// The upstream checked the client's own password (`password-passthrough`).
     Passthrough,
+    /// An app password from the store (`app-passwords`).
+    AppPassword,
 }
 
 impl How {
@@ -22,6 +24,7 @@ impl How {
             How::Token => "token",
             How::PasswordToken => "password-token",
             How::Passthrough => "passthrough",
+            How::AppPassword => "app-password",
         }
     }
 }
@@ -38,6 +41,9 @@ pub struct Grant {
     pub sub: Option<String>,
     pub sid: Option<String>,
     pub exp: Option<i64>,
+    /// The app password's id (`How::AppPassword`), shown by `who` as the
+    /// credential and used to end its sessions when it is revoked.
+    pub app_password: Option<String>,
 }
 
 impl Grant {
@@ -50,6 +56,16 @@ impl Grant {
             sub: identity.sub.clone(),
             sid: identity.sid.clone(),
             exp: identity.exp,
+            app_password: None,
+        }
+    }
+
+    /// An app-password login's grant: nothing to re-validate at a provider.
+    pub fn app_password(id: &str) -> Self {
+        Self {
+            how: How::AppPassword,
+            app_password: Some(id.to_string()),
+            ..Self::passthrough()
         }
     }
 
@@ -62,6 +78,7 @@ impl Grant {
             sub: None,
             sid: None,
             exp: None,
+            app_password: None,
         }
     }
 

@@ -35,6 +35,8 @@ pub enum Reason {
     Kicked,
     /// The provider could not be asked for longer than `cache.stale-if-error`.
     Unverified,
+    /// The app password the session logged in with was revoked.
+    PasswordRevoked,
 }
 
 impl Reason {
@@ -45,6 +47,7 @@ impl Reason {
             Reason::Logout => "logout",
             Reason::Kicked => "kicked",
             Reason::Unverified => "unverified",
+            Reason::PasswordRevoked => "app-password-revoked",
         }
     }
 
@@ -56,6 +59,7 @@ impl Reason {
             Reason::Logout => "Signed out at the identity provider.",
             Reason::Kicked => "Session ended by the administrator.",
             Reason::Unverified => "Access could not be confirmed; please log in again.",
+            Reason::PasswordRevoked => "The app password was revoked.",
         }
     }
 }

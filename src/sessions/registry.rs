@@ -31,7 +31,8 @@ pub struct Info {
     pub backend: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub directory: Option<String>,
-    /// The first 12 hex digits of the credential's SHA-256 (tokens only).
+    /// The first 12 hex digits of the credential's SHA-256 (tokens), or
+    /// the app password's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,6 +58,10 @@ pub enum Selector {
     Ip(IpAddr),
     /// Sessions using the token with this key.
     Token([u8; 32]),
+    /// Sessions that logged in with one of these app passwords (by id).
+    AppPasswords(Vec<String>),
+    /// A user's sessions that logged in with an app password.
+    AppPasswordUser(String),
     /// A back-channel logout of `directory`: sessions of `sid`, or of
     /// `sub` (a session whose token names another `sid` is not ended by a
     /// logout of a different `sid`).
@@ -76,6 +81,13 @@ impl Selector {
             Selector::Sub(s) => info.sub.as_deref() == Some(s),
             Selector::Ip(ip) => info.client.ip() == *ip,
             Selector::Token(_) => false,
+            Selector::AppPasswords(ids) => {
+                info.how == "app-password"
+                    && info.credential.as_ref().is_some_and(|c| ids.contains(c))
+            }
+            Selector::AppPasswordUser(u) => {
+                info.how == "app-password" && info.user.eq_ignore_ascii_case(u)
+            }
             Selector::Logout {
                 directory,
                 sub,
@@ -169,7 +181,10 @@ impl Registry {
             mechanism: new.mechanism.to_string(),
             backend: new.backend.map(str::to_string),
             directory: grant.directory().map(str::to_string),
-            credential: key.as_ref().map(fingerprint),
+            credential: key
+                .as_ref()
+                .map(fingerprint)
+                .or_else(|| grant.app_password.clone()),
             sub: grant.sub.clone(),
             sid: grant.sid.clone(),
             expires: grant.exp,

@@ -17,6 +17,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+pub mod postgres;
+
 pub const PEERS_START_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Peers {

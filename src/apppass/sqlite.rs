@@ -1,0 +1,395 @@
+//! The default store: one SQLite file (WAL), created on first start, its
+//! schema migrated by `PRAGMA user_version`. SQLite is synchronous: every
+//! call runs on tokio's blocking pool, never on a session's event loop.
+
+use super::password::{self, HashKey};
+use super::{AppPassword, BoxFuture, LastUse, Store, StoreError, Verified};
+use crate::config::StoreSettings;
+use crate::secret::Secret;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Each entry moves the schema from its index to the next version.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE app_password_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE app_password_users (
+        owner TEXT PRIMARY KEY,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        checked INTEGER NOT NULL
+    );
+    CREATE TABLE app_passwords (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        hash BLOB NOT NULL UNIQUE,
+        created INTEGER NOT NULL,
+        last_used INTEGER,
+        last_client TEXT,
+        last_protocol TEXT,
+        UNIQUE (owner, name)
+    );
+"];
+
+const COLUMNS: &str = "p.id, p.owner, p.name, p.created, p.last_used, p.last_client, \
+                       p.last_protocol, p.hash, COALESCE(u.disabled, 0)";
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    found: super::cache::Found,
+    key: HashKey,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens the file (creating it, mode 0600, and its directory), switches
+    /// it to WAL and brings the schema up to date.
+    pub async fn open(path: &Path, settings: &StoreSettings) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let configured = settings.hash_key.clone();
+        let shown = path.clone();
+        let (conn, key) = tokio::task::spawn_blocking(move || open_blocking(&path, configured))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", shown.display())))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            found: super::cache::Found::default(),
+            key,
+            path: shown,
+        })
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))
+    }
+}
+
+fn open_blocking(path: &Path, configured: Option<Secret>) -> Result<(Connection, HashKey), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create its directory: {e}"))?;
+    }
+    let conn = Connection::open(path).map_err(|e| e.to_string())?;
+    // The file holds hashes only, but nobody else needs to read it.
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("cannot switch to WAL (journal_mode is {mode})"));
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")
+        .map_err(|e| e.to_string())?;
+    migrate(&conn).map_err(|e| format!("schema migration failed: {e}"))?;
+    let key = hash_key(&conn, configured).map_err(|e| e.to_string())?;
+    Ok((conn, key))
+}
+
+/// Brings the schema up to date inside one write transaction, so two
+/// processes opening a new file at once do not both migrate it.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            conn.execute_batch(sql)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        }
+        Ok(())
+    })();
+    conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    result
+}
+
+/// The configured key, else the one generated on first start.
+fn hash_key(conn: &Connection, configured: Option<Secret>) -> rusqlite::Result<HashKey> {
+    if let Some(k) = configured {
+        return Ok(HashKey::from_secret(k.expose()));
+    }
+    let fresh = password::random_hex(32).map_err(|e| {
+        rusqlite::Error::InvalidParameterName(format!("no key could be generated: {e}"))
+    })?;
+    conn.execute(
+        "INSERT OR IGNORE INTO app_password_meta (key, value) VALUES ('hash-key', ?1)",
+        params![fresh],
+    )?;
+    let stored: String = conn.query_row(
+        "SELECT value FROM app_password_meta WHERE key = 'hash-key'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(HashKey::from_secret(&stored))
+}
+
+fn record(r: &Row<'_>) -> rusqlite::Result<(AppPassword, Vec<u8>, bool)> {
+    let last_used = match r.get::<_, Option<i64>>(4)? {
+        Some(at) => Some(LastUse {
+            at,
+            client: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+            protocol: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let p = AppPassword {
+        id: r.get(0)?,
+        user: r.get(1)?,
+        name: r.get(2)?,
+        created: r.get(3)?,
+        last_used,
+    };
+    Ok((p, r.get(7)?, r.get::<_, i64>(8)? != 0))
+}
+
+impl Store for SqliteStore {
+    fn create<'a>(
+        &'a self,
+        user: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(AppPassword, Secret), StoreError>> {
+        Box::pin(async move {
+            super::check_name(user, name)?;
+            let secret = password::generate().map_err(StoreError::Unavailable)?;
+            let canonical = password::canonical(secret.expose().as_bytes())
+                .ok_or_else(|| StoreError::Unavailable("generated an unusable password".into()))?;
+            let hash = self.key.digest(&canonical).to_vec();
+            let record = AppPassword {
+                id: password::random_hex(6).map_err(StoreError::Unavailable)?,
+                user: user.to_string(),
+                name: name.trim().to_string(),
+                created: super::now(),
+                last_used: None,
+            };
+            let r = record.clone();
+            let inserted = self
+                .run(move |c| {
+                    c.execute(
+                        "INSERT OR IGNORE INTO app_passwords (id, owner, name, hash, created) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![r.id, r.user, r.name, hash, r.created],
+                    )
+                })
+                .await?;
+            if inserted == 0 {
+                return Err(StoreError::Invalid(format!(
+                    "there is already an app password called {:?}",
+                    record.name
+                )));
+            }
+            Ok((record, secret))
+        })
+    }
+
+    fn list<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<AppPassword>, StoreError>> {
+        let user = user.to_string();
+        Box::pin(self.run(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM app_passwords p LEFT JOIN app_password_users u \
+                 ON u.owner = p.owner WHERE p.owner = ?1 ORDER BY p.created, p.name"
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(params![user], record)?;
+            rows.map(|r| r.map(|(p, _, _)| p)).collect()
+        }))
+    }
+
+    fn revoke<'a>(
+        &'a self,
+        user: &'a str,
+        id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        let (user, id) = (user.to_string(), id.map(str::to_string));
+        Box::pin(async move {
+            let ids = self
+                .run(move |c| {
+                    let mut stmt = c.prepare(
+                        "DELETE FROM app_passwords WHERE owner = ?1 AND (?2 IS NULL OR id = ?2) \
+                         RETURNING id",
+                    )?;
+                    let rows = stmt.query_map(params![user, id], |r| r.get::<_, String>(0))?;
+                    rows.collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .await?;
+            self.found.clear();
+            super::end_sessions(&ids);
+            Ok(ids.len())
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        presented: &'a [u8],
+    ) -> BoxFuture<'a, Result<Option<Verified>, StoreError>> {
+        Box::pin(async move {
+            let Some(canonical) = password::canonical(presented) else {
+                return Ok(None);
+            };
+            let hash = self.key.digest(&canonical);
+            if let Some(found) = self.found.get(&hash) {
+                return Ok(Some(found));
+            }
+            let found = self
+                .run(move |c| {
+                    let sql = format!(
+                        "SELECT {COLUMNS} FROM app_passwords p LEFT JOIN app_password_users u \
+                         ON u.owner = p.owner WHERE p.hash = ?1"
+                    );
+                    c.prepare_cached(&sql)?
+                        .query_row(params![hash.to_vec()], record)
+                        .optional()
+                })
+                .await?;
+            let verified = found.and_then(|(p, stored, disabled)| {
+                password::same(&stored, &hash).then_some(Verified {
+                    password: p,
+                    disabled,
+                })
+            });
+            if let Some(v) = &verified {
+                self.found.put(hash, v);
+            }
+            Ok(verified)
+        })
+    }
+
+    fn touch<'a>(
+        &'a self,
+        id: &'a str,
+        client: &'a str,
+        protocol: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let (id, client, protocol) = (id.to_string(), client.to_string(), protocol.to_string());
+        Box::pin(async move {
+            let now = super::now();
+            self.run(move |c| {
+                c.prepare_cached(
+                    "UPDATE app_passwords SET last_used = ?1, last_client = ?2, \
+                     last_protocol = ?3 WHERE id = ?4",
+                )?
+                .execute(params![now, client, protocol, id])
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn set_standing<'a>(
+        &'a self,
+        user: &'a str,
+        ok: bool,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let owner = user.to_string();
+        Box::pin(async move {
+            let now = super::now();
+            self.run(move |c| {
+                c.execute(
+                    "INSERT INTO app_password_users (owner, disabled, checked) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (owner) DO UPDATE SET disabled = ?2, checked = ?3",
+                    params![owner, i64::from(!ok), now],
+                )
+            })
+            .await?;
+            self.found.clear();
+            if !ok {
+                super::end_user_sessions(user);
+            }
+            Ok(())
+        })
+    }
+
+    fn standing<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let owner = user.to_string();
+        Box::pin(async move {
+            let disabled = self
+                .run(move |c| {
+                    c.query_row(
+                        "SELECT disabled FROM app_password_users WHERE owner = ?1",
+                        params![owner],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()
+                })
+                .await?;
+            Ok(disabled.unwrap_or(0) == 0)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn open(dir: &Path, key: Option<&str>) -> SqliteStore {
+        let settings = StoreSettings {
+            hash_key: key.map(Secret::new),
+            ..StoreSettings::default()
+        };
+        SqliteStore::open(&dir.join("sub/store.db"), &settings)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::conformance::run(&open(dir.path(), None).await, "").await;
+    }
+
+    #[tokio::test]
+    async fn created_on_first_start_in_wal_with_no_password_in_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), None).await;
+        let (_, secret) = store.create("alice@example.com", "Phone").await.unwrap();
+        drop(store);
+        let path = dir.path().join("sub/store.db");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Reopened: same generated key, the schema is not migrated twice.
+        let store = open(dir.path(), None).await;
+        let found = store.verify(secret.expose().as_bytes()).await.unwrap();
+        assert!(found.is_some());
+        let journal: String = store
+            .run(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(journal, "wal");
+        drop(store);
+        let bare: String = secret.expose().chars().filter(|&c| c != '-').collect();
+        for file in std::fs::read_dir(dir.path().join("sub")).unwrap() {
+            let bytes = std::fs::read(file.unwrap().path()).unwrap();
+            for needle in [secret.expose(), bare.as_str()] {
+                assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_configured_key_is_the_hash_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "a configured key of at least 32 characters";
+        let store = open(dir.path(), Some(key)).await;
+        let (_, secret) = store.create("alice@example.com", "Phone").await.unwrap();
+        drop(store);
+        // Without the key (the generated one instead) nothing matches.
+        let store = open(dir.path(), None).await;
+        let found = store.verify(secret.expose().as_bytes()).await.unwrap();
+        assert!(found.is_none());
+        let store = open(dir.path(), Some(key)).await;
+        let found = store.verify(secret.expose().as_bytes()).await.unwrap();
+        assert!(found.is_some());
+    }
+}
