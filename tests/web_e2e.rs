@@ -15,8 +15,16 @@ use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
 
-fn site_config(peers: &Peers, port: u16) -> ProxyOptions {
+/// The test proxy with the site on `port`; its app-password store lives
+/// in `store` (a temporary directory the caller keeps).
+fn site_config(peers: &Peers, port: u16, store: &tempfile::TempDir) -> ProxyOptions {
     let mut opts = ProxyOptions::new(peers);
+    // The mail listeners take the app passwords the site creates.
+    opts.listener_extra = "app-passwords = true\n".into();
+    opts.extra.push_str(&format!(
+        "\n[store]\nurl = \"sqlite://{}\"\n",
+        store.path().join("store.db").display()
+    ));
     opts.directory.push_str(&format!(
         "issuer = \"{}\"\nclient.id = \"mail-site\"\nclient.secret = \"site-secret\"\napp-passwords.standing-check = \"10s\"\n",
         peers.str(&["oidc", "issuer"])
@@ -68,13 +76,14 @@ fn standing_check_refuses_a_disabled_user(peers: &Peers, proxy: &Proxy) {
 fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
     let peers = peers_read();
     let port = free_port();
+    let store = tempfile::tempdir().expect("tempdir");
     let site = format!("https://127.0.0.1:{port}/");
     admin_post(
         &peers,
         "/site-client",
         &json!({"redirect_uri": format!("{site}oidc/callback")}),
     );
-    let proxy = Proxy::start(&peers, &site_config(&peers, port));
+    let proxy = Proxy::start(&peers, &site_config(&peers, port, &store));
     let docs = manifest_dir().join("docs");
     let out = run(Command::new("/usr/bin/python3")
         .arg(manifest_dir().join("tests/clients/web_signin.py"))
@@ -89,10 +98,12 @@ fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
     );
     let result: Value = serde_json::from_slice(&out.stdout).expect("the driver's JSON");
     assert_eq!(result["user"], "alice@example.com", "{result}");
+    // Shown in groups for typing (`ABCD-EFGH-...`).
     let password: String = result["password"]
         .as_str()
         .unwrap_or("")
-        .split_whitespace()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
         .collect();
     assert_eq!(password.len(), 32, "{result}");
     assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
@@ -115,7 +126,16 @@ fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
         !log.contains("site-secret"),
         "the client secret is never logged"
     );
+    // The password the page showed logs imaplib in to alice's mailbox.
+    let r = imaplib_login(&peers, &proxy, "alice@example.com", &password);
+    assert_eq!(r["ok"], true, "{r}");
     standing_check_refuses_a_disabled_user(&peers, &proxy);
+    // Disabled at the provider: the app password stops working.
+    let r = imaplib_login(&peers, &proxy, "alice@example.com", &password);
+    assert_ne!(
+        r["ok"], true,
+        "a disabled user's app password still works: {r}"
+    );
     for shot in [
         "web-signin",
         "web-provider-login",
@@ -131,7 +151,8 @@ fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
 fn a_forged_callback_is_refused_with_a_page() {
     let peers = peers_read();
     let port = free_port();
-    let proxy = Proxy::start(&peers, &site_config(&peers, port));
+    let store = tempfile::tempdir().expect("tempdir");
+    let proxy = Proxy::start(&peers, &site_config(&peers, port, &store));
     let out = run(Command::new("curl").args([
         "-sk",
         "-w",
@@ -163,4 +184,25 @@ fn a_forged_callback_is_refused_with_a_page() {
     assert!(xml.contains(&format!("<port>{imaps}</port>")), "{xml}");
     assert!(xml.contains("<socketType>SSL</socketType>"), "{xml}");
     assert!(xml.contains("<socketType>STARTTLS</socketType>"), "{xml}");
+}
+
+fn imaplib_login(peers: &Peers, proxy: &Proxy, user: &str, password: &str) -> Value {
+    let out = run(Command::new("python3")
+        .arg(manifest_dir().join("tests/clients/imap_client.py"))
+        .args([
+            "--port",
+            &proxy.port("imaps").to_string(),
+            "--tls",
+            "implicit",
+            "--ca",
+        ])
+        .arg(peers.ca())
+        .args(["--mech", "LOGIN", "--user", user, "--password", password]));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "imap_client.py: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
