@@ -4,10 +4,10 @@
 //! (tests/clients/web_signin.py). Alice signs in at the provider's login
 //! page, creates an app password and reads it off the page; the replayed
 //! authorization response is refused with a clear page. Screenshots go to
-//! docs/web-*.png.
-//!
-//! Logging in to IMAP/SMTP with the password needs the login path's app
-//! password support (branch `apppass`), not in this branch.
+//! docs/web-*.png. The password read off the page logs imaplib in, and
+//! stops working when the provider disables alice (the standing check).
+//! Signing out at the provider's own end-session page ends alice's mail
+//! sessions through its back-channel logout (issue 13).
 
 mod common;
 
@@ -205,4 +205,75 @@ fn imaplib_login(peers: &Peers, proxy: &Proxy, user: &str, password: &str) -> Va
             String::from_utf8_lossy(&out.stderr)
         )
     })
+}
+
+/// An IMAP session through the proxy's `imaps` listener, logged in with a
+/// token of `sub`, in IDLE.
+fn imap_idle(peers: &Peers, proxy: &Proxy, sub: &str, user: &str) -> Raw {
+    let token = mint_token(peers, sub, "openid email profile", 600);
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    c.expect_line();
+    c.send(&format!(
+        "a AUTHENTICATE OAUTHBEARER {}\r\n",
+        oauthbearer(Some(user), &token)
+    ));
+    assert!(c.until("a ").last().unwrap().starts_with("a OK"));
+    c.send("b SELECT INBOX\r\nc IDLE\r\n");
+    c.until("b ");
+    assert!(c.expect_line().starts_with("+ "));
+    c
+}
+
+#[test]
+fn signing_out_at_the_provider_ends_the_users_mail_sessions_within_a_second() {
+    // Exclusive: it changes the site client's back-channel logout URI.
+    let peers = peers_exclusive();
+    let (port, http_port) = (free_port(), free_port());
+    let store = tempfile::tempdir().expect("tempdir");
+    let site = format!("https://127.0.0.1:{port}/");
+    admin_post(
+        &peers,
+        "/site-client",
+        &json!({"redirect_uri": format!("{site}oidc/callback")}),
+    );
+    admin_post(
+        &peers,
+        "/client",
+        &json!({"client_id": "mail-site",
+                "backchannel_logout_uri": format!("http://127.0.0.1:{http_port}/backchannel-logout/test")}),
+    );
+    let mut opts = site_config(&peers, port, &store);
+    opts.directory
+        .push_str("backchannel-logout.audience = \"mail-site\"\n");
+    opts.server_extra
+        .push_str(&format!("http.bind = \"127.0.0.1:{http_port}\"\n"));
+    let proxy = Proxy::start(&peers, &opts);
+    let mut alice = imap_idle(&peers, &proxy, "alice", "alice@example.com");
+    let mut bob = imap_idle(&peers, &proxy, "bob", "bob@example.com");
+    // alice signs in at the provider (through the site), then signs out
+    // there: the provider's end-session sends its back-channel logout.
+    let end_session = format!("{}/session/end", peers.str(&["oidc", "issuer"]));
+    let out = run(Command::new("/usr/bin/python3")
+        .arg(manifest_dir().join("tests/clients/web_logout.py"))
+        .args([&site, &end_session, "alice"]));
+    assert!(
+        out.status.success(),
+        "the browser run failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
+    let started = std::time::Instant::now();
+    let bye = alice.line().unwrap_or_default();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "the BYE came {:?} after the provider's logout page",
+        started.elapsed()
+    );
+    assert!(
+        bye.starts_with("* BYE ") && bye.contains("Signed out"),
+        "{bye}"
+    );
+    proxy.wait_log("result=\"logout\"");
+    bob.send("DONE\r\nd NOOP\r\n");
+    assert!(bob.until("d ").last().unwrap().starts_with("d OK"));
 }

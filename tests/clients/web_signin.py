@@ -41,28 +41,37 @@ def callback_urls(driver):
     return urls
 
 
+def sign_in(driver, wait, site, login, shots=None):
+    """Signs in to the site at the provider's login and consent pages;
+    returns the user the site shows."""
+    def shot(name):
+        if shots:
+            driver.save_screenshot(f"{shots}/{name}.png")
+    driver.get(site)
+    shot("web-signin")
+    driver.find_element(By.ID, "signin").click()
+    # The provider's login page (oidc-provider's dev interactions).
+    wait.until(ec.presence_of_element_located((By.NAME, "login")))
+    driver.find_element(By.NAME, "login").send_keys(login)
+    driver.find_element(By.NAME, "password").send_keys("any password")
+    shot("web-provider-login")
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    # Its consent page (offline_access asks for it).
+    wait.until(lambda d: d.find_elements(By.ID, "user")
+               or d.find_elements(By.CSS_SELECTOR, "button[type=submit]"))
+    if not driver.find_elements(By.ID, "user"):
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(ec.presence_of_element_located((By.ID, "user")))
+    return driver.find_element(By.ID, "user").text
+
+
 def main():
     site, login, shots = sys.argv[1], sys.argv[2], sys.argv[3]
     driver = browser()
     wait = WebDriverWait(driver, 20)
     out = {}
     try:
-        driver.get(site)
-        driver.save_screenshot(f"{shots}/web-signin.png")
-        driver.find_element(By.ID, "signin").click()
-        # The provider's login page (oidc-provider's dev interactions).
-        wait.until(ec.presence_of_element_located((By.NAME, "login")))
-        driver.find_element(By.NAME, "login").send_keys(login)
-        driver.find_element(By.NAME, "password").send_keys("any password")
-        driver.save_screenshot(f"{shots}/web-provider-login.png")
-        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        # Its consent page (offline_access asks for it).
-        wait.until(lambda d: d.find_elements(By.ID, "user")
-                   or d.find_elements(By.CSS_SELECTOR, "button[type=submit]"))
-        if not driver.find_elements(By.ID, "user"):
-            driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait.until(ec.presence_of_element_located((By.ID, "user")))
-        out["user"] = driver.find_element(By.ID, "user").text
+        out["user"] = sign_in(driver, wait, site, login, shots)
         callbacks = callback_urls(driver)
         driver.find_element(By.ID, "name").send_keys("Phone")
         driver.find_element(By.ID, "create").click()
