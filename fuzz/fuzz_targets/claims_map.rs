@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
         email: Some("email".into()),
         username: Some("preferred_username".into()),
         full_name: Some("name".into()),
+        routing: vec!["mailhost".into()],
     };
     for need in [IdentityField::Email, IdentityField::Username] {
         if let Ok(id) = claims::map(&map, &fields, need) {
