@@ -460,7 +460,9 @@ identity = "email"
         return "".join(blocks)
     def start_apppass(self, pdir: Path, wconf: Path, env: dict) -> None:
         aconf = pdir / "config-apppass.toml"
-        text = wconf.read_text().replace(f"127.0.0.1:{self.ports['proxy_warm']}",
+        # The warm proxy's POP3 and ManageSieve listeners stay with it.
+        text = wconf.read_text().replace(self.pop3_sieve_toml(), "")
+        text = text.replace(f"127.0.0.1:{self.ports['proxy_warm']}",
                                          f"127.0.0.1:{self.ports['proxy_apppass']}")
         text = text.replace('hostname = "proxy.bench"\n', 'hostname = "proxy.bench"\n'
                             f'control-socket = "{pdir / "control.sock"}"\n', 1)
