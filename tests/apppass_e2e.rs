@@ -49,27 +49,6 @@ fn proxy(peers: &Peers, store: &str, dir: &std::path::Path) -> Proxy {
     Proxy::start(peers, &opts)
 }
 
-fn imaplib_login(peers: &Peers, proxy: &Proxy, user: &str, password: &str) -> Value {
-    let out = run(Command::new("python3")
-        .arg(manifest_dir().join("tests/clients/imap_client.py"))
-        .args([
-            "--port",
-            &proxy.port("imaps").to_string(),
-            "--tls",
-            "implicit",
-            "--ca",
-        ])
-        .arg(peers.ca())
-        .args(["--mech", "LOGIN", "--user", user, "--password", password]));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "imap_client.py: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 const SMTPLIB: &str = r#"
 import smtplib, ssl, sys
 port, user, password, ca, subject = sys.argv[1:6]

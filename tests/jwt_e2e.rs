@@ -319,28 +319,6 @@ fn verify_token_exit_codes() {
     assert_eq!(down_jwt.0, 2, "{}", down_jwt.1);
 }
 
-/// imaplib's own LOGIN, the token as the password (Python's imap client).
-fn imaplib_login(peers: &Peers, proxy: &Proxy, user: &str, password: &str) -> Value {
-    let out = run(Command::new("python3")
-        .arg(python_client("imap_client.py"))
-        .args([
-            "--port",
-            &proxy.port("imaps").to_string(),
-            "--tls",
-            "implicit",
-            "--ca",
-        ])
-        .arg(peers.ca())
-        .args(["--mech", "LOGIN", "--user", user, "--password", password]));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "imap_client.py: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 #[test]
 fn password_tokens_with_imaplib_login_and_smtp_auth_plain() {
     let peers = peers_read();

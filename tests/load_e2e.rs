@@ -30,28 +30,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Raises this process's open-file soft limit to its hard limit (the
-/// proxy and the peers inherit it), with util-linux's prlimit.
-fn raise_fd_limit() {
-    let pid = std::process::id().to_string();
-    let out = run(std::process::Command::new("prlimit").args([
-        "--pid",
-        &pid,
-        "--nofile",
-        "--output",
-        "HARD",
-        "--noheadings",
-    ]));
-    let hard = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !hard.is_empty() {
-        let _ = run(std::process::Command::new("prlimit").args([
-            "--pid",
-            &pid,
-            &format!("--nofile={hard}:{hard}"),
-        ]));
-    }
-}
-
 fn connector(ca: &str) -> TlsConnector {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();

@@ -77,26 +77,6 @@ fn userinfo_count(peers: &Peers) -> u64 {
         .expect("userinfo count")
 }
 
-fn raise_fd_limit() {
-    let pid = std::process::id().to_string();
-    let out = run(std::process::Command::new("prlimit").args([
-        "--pid",
-        &pid,
-        "--nofile",
-        "--output",
-        "HARD",
-        "--noheadings",
-    ]));
-    let hard = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !hard.is_empty() {
-        let _ = run(std::process::Command::new("prlimit").args([
-            "--pid",
-            &pid,
-            &format!("--nofile={hard}:{hard}"),
-        ]));
-    }
-}
-
 #[test]
 fn two_thousand_sessions_on_two_hundred_tokens_cost_two_hundred_requests_per_interval() {
     raise_fd_limit();

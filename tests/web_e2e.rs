@@ -186,27 +186,6 @@ fn a_forged_callback_is_refused_with_a_page() {
     assert!(xml.contains("<socketType>STARTTLS</socketType>"), "{xml}");
 }
 
-fn imaplib_login(peers: &Peers, proxy: &Proxy, user: &str, password: &str) -> Value {
-    let out = run(Command::new("python3")
-        .arg(manifest_dir().join("tests/clients/imap_client.py"))
-        .args([
-            "--port",
-            &proxy.port("imaps").to_string(),
-            "--tls",
-            "implicit",
-            "--ca",
-        ])
-        .arg(peers.ca())
-        .args(["--mech", "LOGIN", "--user", user, "--password", password]));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "imap_client.py: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 /// An IMAP session through the proxy's `imaps` listener, logged in with a
 /// token of `sub`, in IDLE.
 fn imap_idle(peers: &Peers, proxy: &Proxy, sub: &str, user: &str) -> Raw {

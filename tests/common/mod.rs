@@ -958,3 +958,48 @@ pub fn handshake_kinds(port: u16, ca: &str) -> Vec<rustls::HandshakeKind> {
         })
         .collect()
 }
+
+/// Raises this process's open-file soft limit to its hard limit (the
+/// proxy and the peers inherit it), with util-linux's prlimit.
+pub fn raise_fd_limit() {
+    let pid = std::process::id().to_string();
+    let out = run(std::process::Command::new("prlimit").args([
+        "--pid",
+        &pid,
+        "--nofile",
+        "--output",
+        "HARD",
+        "--noheadings",
+    ]));
+    let hard = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !hard.is_empty() {
+        let _ = run(std::process::Command::new("prlimit").args([
+            "--pid",
+            &pid,
+            &format!("--nofile={hard}:{hard}"),
+        ]));
+    }
+}
+
+/// Python imaplib's own LOGIN through the proxy's `imaps` listener
+/// (tests/clients/imap_client.py); its JSON result.
+pub fn imaplib_login(peers: &Peers, proxy: &Proxy, user: &str, password: &str) -> Value {
+    let out = run(std::process::Command::new("python3")
+        .arg(python_client("imap_client.py"))
+        .args([
+            "--port",
+            &proxy.port("imaps").to_string(),
+            "--tls",
+            "implicit",
+            "--ca",
+        ])
+        .arg(peers.ca())
+        .args(["--mech", "LOGIN", "--user", user, "--password", password]));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "imap_client.py: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
