@@ -2,7 +2,8 @@
 //! in the unit tests, PostgreSQL in `tests/apppass_store.rs`. Public (and
 //! hidden) only so the integration tests can run it.
 
-use super::{password, Store};
+use super::{password, SignIn, Standing, Store};
+use crate::secret::Secret;
 
 /// Runs the whole suite on `store`, with user names under `prefix` (so
 /// runs on a shared database do not meet).
@@ -46,12 +47,13 @@ pub async fn run(store: &dyn Store, prefix: &str) {
     assert!(still.is_some());
 
     // The standing check's verdict.
-    assert!(
+    assert_eq!(
         store.standing(&alice).await.unwrap(),
+        Standing::default(),
         "unchecked users stand"
     );
     store.set_standing(&alice, false).await.unwrap();
-    assert!(!store.standing(&alice).await.unwrap());
+    assert!(store.standing(&alice).await.unwrap().disabled);
     let refused = store
         .verify(laptop_secret.expose().as_bytes())
         .await
@@ -72,6 +74,95 @@ pub async fn run(store: &dyn Store, prefix: &str) {
     assert!(store.list(&alice).await.unwrap().is_empty());
     assert_eq!(store.list(&bob).await.unwrap().len(), 1);
     store.revoke(&bob, None).await.unwrap();
+    refresh_tokens(store, prefix).await;
+}
+
+/// The standing check's side of the store: refresh tokens kept for the
+/// directory signed in with, claimed once per interval, rotated, dropped
+/// when refused; the validity a login sees.
+async fn refresh_tokens(store: &dyn Store, prefix: &str) {
+    let (carol, dave) = (format!("{prefix}carol@x"), format!("{prefix}dave@x"));
+    let dir = format!("{prefix}idp");
+    let (_, secret) = store.create(&carol, "Phone").await.unwrap();
+    let sign_in = |user, refresh: Option<&str>, until| SignIn {
+        directory: &dir,
+        user,
+        refresh: refresh.map(Secret::new),
+        valid_until: until,
+        next_check: 1_000,
+    };
+    store
+        .signed_in(sign_in(&carol, Some("rt-1"), 5_000))
+        .await
+        .unwrap();
+    store.signed_in(sign_in(&dave, None, 9_000)).await.unwrap();
+    let s = store.standing(&carol).await.unwrap();
+    assert_eq!(
+        (s.disabled, s.checked, s.valid_until),
+        (false, true, Some(5_000))
+    );
+    let d = store.standing(&dave).await.unwrap();
+    assert_eq!(
+        (d.checked, d.valid_until),
+        (false, Some(9_000)),
+        "no refresh token"
+    );
+
+    assert!(
+        store.due(&dir, 999, 2_000).await.unwrap().is_empty(),
+        "not yet due"
+    );
+    assert!(store.due("another", 1_000, 2_000).await.unwrap().is_empty());
+    let due = store.due(&dir, 1_000, 2_000).await.unwrap();
+    let claimed: Vec<_> = due
+        .iter()
+        .map(|d| (d.user.as_str(), d.refresh.expose()))
+        .collect();
+    assert_eq!(
+        claimed,
+        [(carol.as_str(), "rt-1")],
+        "only carol has a token"
+    );
+    assert!(
+        store.due(&dir, 1_500, 2_500).await.unwrap().is_empty(),
+        "claimed until 2000"
+    );
+
+    store
+        .confirmed(&carol, Some(Secret::new("rt-2")), 7_000)
+        .await
+        .unwrap();
+    let found = store
+        .verify(secret.expose().as_bytes())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.valid_until, Some(7_000));
+    assert!(!found.lapsed(6_999) && found.lapsed(7_000));
+    let due = store.due(&dir, 2_000, 3_000).await.unwrap();
+    assert_eq!(
+        due.first().map(|d| d.refresh.expose()),
+        Some("rt-2"),
+        "rotated"
+    );
+
+    // Refused: the token is forgotten, nothing more is claimed, a new
+    // sign-in lifts it.
+    store.set_standing(&carol, false).await.unwrap();
+    let s = store.standing(&carol).await.unwrap();
+    assert!(s.disabled && !s.checked);
+    assert!(store.due(&dir, 10_000, 11_000).await.unwrap().is_empty());
+    store
+        .signed_in(sign_in(&carol, Some("rt-3"), 20_000))
+        .await
+        .unwrap();
+    let found = store
+        .verify(secret.expose().as_bytes())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!found.disabled && !found.lapsed(19_999));
+    store.revoke(&carol, None).await.unwrap();
 }
 
 /// Found by the password, in any spelling of its shape; nothing else is.

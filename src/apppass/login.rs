@@ -136,6 +136,12 @@ impl Service {
                 "{owner}: the provider's standing check refused the user"
             )));
         }
+        if found.lapsed(super::now()) {
+            return Err(refused(format!(
+                "{owner}: app passwords lapsed at {} (no sign-in at the site or confirmation by the provider since); signing in at the site renews them",
+                crate::web::pages::date(found.valid_until.unwrap_or_default())
+            )));
+        }
         let owner = case.apply(owner).map_err(refused)?;
         let grant = Grant::app_password(&found.password.id);
         self.upstream_login(ctx, owner, grant).await

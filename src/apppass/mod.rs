@@ -22,10 +22,12 @@ mod notify;
 pub mod password;
 pub mod postgres;
 pub mod sqlite;
+pub mod standing;
 
 use crate::config::{StoreSettings, StoreUrl};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
+pub use standing::{Due, SignIn, Standing};
 use std::sync::{Arc, OnceLock};
 
 /// One app password as listed (never the password or its hash).
@@ -98,8 +100,9 @@ pub trait Store: Send + Sync {
     }
 
     /// The standing check's verdict for `user`: with `ok = false` every app
-    /// password of the user stops working (and their open sessions end)
-    /// until a later `true`.
+    /// password of the user stops working (and their open sessions end),
+    /// and the refused refresh token is forgotten, until a later `true` or
+    /// a new sign-in.
     fn set_standing<'a>(
         &'a self,
         _user: &'a str,
@@ -108,8 +111,38 @@ pub trait Store: Send + Sync {
         Box::pin(async { Err(unsupported()) })
     }
 
-    /// Whether `user` is in good standing (true for a user never checked).
-    fn standing<'a>(&'a self, _user: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    /// The user's standing: disabled by the provider, checked, valid until.
+    fn standing<'a>(&'a self, _user: &'a str) -> BoxFuture<'a, Result<Standing, StoreError>> {
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// `user` signed in at the site: keeps the refresh token (sealed) or
+    /// forgets the old one, lifts a refusal, sets the validity and the
+    /// first check.
+    fn signed_in<'a>(&'a self, _sign_in: SignIn<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// Claims the users of `directory` whose check is due at `now` (and
+    /// not disabled), moving their next check to `next`: each claimed user
+    /// is checked by this caller only.
+    fn due<'a>(
+        &'a self,
+        _directory: &'a str,
+        _now: i64,
+        _next: i64,
+    ) -> BoxFuture<'a, Result<Vec<Due>, StoreError>> {
+        Box::pin(async { Err(unsupported()) })
+    }
+
+    /// The provider confirmed `user`: their app passwords work until
+    /// `valid_until`; `rotated` replaces the kept refresh token.
+    fn confirmed<'a>(
+        &'a self,
+        _user: &'a str,
+        _rotated: Option<Secret>,
+        _valid_until: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async { Err(unsupported()) })
     }
 }
@@ -124,6 +157,17 @@ pub struct Verified {
     pub password: AppPassword,
     /// The owner's standing check said no.
     pub disabled: bool,
+    /// The owner's app passwords lapse then without a newer confirmation
+    /// by the provider (seconds since the epoch).
+    pub valid_until: Option<i64>,
+}
+
+impl Verified {
+    /// Whether the password lapsed at `now` (no refresh token and
+    /// `max-age` passed, or the provider unreachable for too long).
+    pub fn lapsed(&self, now: i64) -> bool {
+        self.valid_until.is_some_and(|until| until <= now)
+    }
 }
 
 /// Opens (and on first start creates or migrates) the configured store.

@@ -107,6 +107,12 @@ impl HashKey {
         mac.update(canonical);
         mac.finalize().into_bytes().into()
     }
+
+    /// A key for another purpose, derived from this one (HMAC with the
+    /// purpose as label): one configured secret, independent keys.
+    pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.digest(purpose.as_bytes()))
+    }
 }
 
 impl std::fmt::Debug for HashKey {

@@ -8,7 +8,8 @@
 //! or belong to a disabled user ([`super::notify`]).
 
 use super::password::{self, HashKey};
-use super::{AppPassword, BoxFuture, LastUse, Store, StoreError, Verified};
+use super::standing::Sealer;
+use super::{AppPassword, BoxFuture, Due, LastUse, SignIn, Standing, Store, StoreError, Verified};
 use crate::config::StoreSettings;
 use crate::secret::Secret;
 use std::sync::Arc;
@@ -23,7 +24,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Serialises schema migrations between instances starting together.
 const MIGRATION_LOCK: i64 = 0x6f61_7574_6870_7078;
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE app_password_users (
         owner TEXT PRIMARY KEY,
         disabled BOOLEAN NOT NULL DEFAULT FALSE,
@@ -40,15 +42,25 @@ const MIGRATIONS: &[&str] = &["
         last_protocol TEXT,
         UNIQUE (owner, name)
     );
-"];
+",
+    "
+    ALTER TABLE app_password_users ADD COLUMN directory TEXT;
+    ALTER TABLE app_password_users ADD COLUMN refresh BYTEA;
+    ALTER TABLE app_password_users ADD COLUMN valid_until BIGINT;
+    ALTER TABLE app_password_users ADD COLUMN next_check BIGINT;
+    CREATE INDEX app_password_users_due ON app_password_users (directory, next_check)
+        WHERE refresh IS NOT NULL;
+",
+];
 
 const COLUMNS: &str = "p.id, p.owner, p.name, p.created, p.last_used, p.last_client, \
-                       p.last_protocol, p.hash, COALESCE(u.disabled, FALSE)";
+                       p.last_protocol, p.hash, COALESCE(u.disabled, FALSE), u.valid_until";
 
 pub struct PgStore {
     config: tokio_postgres::Config,
     client: RwLock<Arc<Client>>,
     key: HashKey,
+    sealer: Sealer,
     /// Where connections are driven: the runtime that opened the store.
     handle: tokio::runtime::Handle,
     listener: tokio::task::AbortHandle,
@@ -103,6 +115,7 @@ impl PgStore {
         Ok(Self {
             config,
             client: RwLock::new(Arc::new(client)),
+            sealer: Sealer::new(&key),
             key,
             handle,
             listener,
@@ -192,7 +205,7 @@ async fn hash_key(client: &Client, configured: Option<&Secret>) -> Result<HashKe
     Ok(HashKey::from_secret(row.get::<_, &str>(0)))
 }
 
-fn record(r: &Row) -> Result<(AppPassword, Vec<u8>, bool), tokio_postgres::Error> {
+fn record(r: &Row) -> Result<(Verified, Vec<u8>), tokio_postgres::Error> {
     let last_used = r.try_get::<_, Option<i64>>(4)?.map(|at| -> LastUse {
         LastUse {
             at,
@@ -215,7 +228,12 @@ fn record(r: &Row) -> Result<(AppPassword, Vec<u8>, bool), tokio_postgres::Error
         created: r.try_get(3)?,
         last_used,
     };
-    Ok((p, r.try_get(7)?, r.try_get(8)?))
+    let verified = Verified {
+        password: p,
+        disabled: r.try_get(8)?,
+        valid_until: r.try_get(9)?,
+    };
+    Ok((verified, r.try_get(7)?))
 }
 
 impl Store for PgStore {
@@ -262,7 +280,7 @@ impl Store for PgStore {
             );
             let rows = self.query(&sql, &[&user]).await?;
             rows.iter()
-                .map(|r| record(r).map(|(p, _, _)| p).map_err(unavailable))
+                .map(|r| record(r).map(|(v, _)| v.password).map_err(unavailable))
                 .collect()
         })
     }
@@ -306,11 +324,8 @@ impl Store for PgStore {
             let Some(row) = rows.first() else {
                 return Ok(None);
             };
-            let (p, stored, disabled) = record(row).map_err(unavailable)?;
-            Ok(password::same(&stored, &hash).then_some(Verified {
-                password: p,
-                disabled,
-            }))
+            let (verified, stored) = record(row).map_err(unavailable)?;
+            Ok(password::same(&stored, &hash).then_some(verified))
         })
     }
 
@@ -339,7 +354,8 @@ impl Store for PgStore {
         Box::pin(async move {
             self.query(
                 "INSERT INTO app_password_users (owner, disabled, checked) VALUES ($1, $2, $3) \
-                 ON CONFLICT (owner) DO UPDATE SET disabled = $2, checked = $3",
+                 ON CONFLICT (owner) DO UPDATE SET disabled = $2, checked = $3, \
+                 refresh = CASE WHEN $2 THEN NULL ELSE app_password_users.refresh END",
                 &[&user, &!ok, &super::now()],
             )
             .await?;
@@ -351,15 +367,96 @@ impl Store for PgStore {
         })
     }
 
-    fn standing<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn standing<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Standing, StoreError>> {
         Box::pin(async move {
             let rows = self
                 .query(
-                    "SELECT disabled FROM app_password_users WHERE owner = $1",
+                    "SELECT disabled, refresh IS NOT NULL, valid_until \
+                     FROM app_password_users WHERE owner = $1",
                     &[&user],
                 )
                 .await?;
-            Ok(!rows.first().is_some_and(|r| r.get::<_, bool>(0)))
+            let Some(r) = rows.first() else {
+                return Ok(Standing::default());
+            };
+            Ok(Standing {
+                disabled: r.try_get(0).map_err(unavailable)?,
+                checked: r.try_get(1).map_err(unavailable)?,
+                valid_until: r.try_get(2).map_err(unavailable)?,
+            })
+        })
+    }
+
+    fn signed_in<'a>(&'a self, s: SignIn<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let sealed = match &s.refresh {
+                Some(t) => Some(self.sealer.seal(s.user, t)?),
+                None => None,
+            };
+            self.query(
+                "INSERT INTO app_password_users \
+                 (owner, disabled, checked, directory, refresh, valid_until, next_check) \
+                 VALUES ($1, FALSE, $2, $3, $4, $5, $6) ON CONFLICT (owner) DO UPDATE SET \
+                 disabled = FALSE, checked = $2, directory = $3, refresh = $4, \
+                 valid_until = $5, next_check = $6",
+                &[
+                    &s.user,
+                    &super::now(),
+                    &s.directory,
+                    &sealed,
+                    &s.valid_until,
+                    &s.next_check,
+                ],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn due<'a>(
+        &'a self,
+        directory: &'a str,
+        now: i64,
+        next: i64,
+    ) -> BoxFuture<'a, Result<Vec<Due>, StoreError>> {
+        Box::pin(async move {
+            // Row locks make concurrent claims by other instances skip
+            // what this one took (READ COMMITTED re-checks `next_check`).
+            let rows = self
+                .query(
+                    "UPDATE app_password_users SET next_check = $3 WHERE directory = $1 \
+                     AND refresh IS NOT NULL AND NOT disabled AND next_check <= $2 \
+                     RETURNING owner, refresh",
+                    &[&directory, &now, &next],
+                )
+                .await?;
+            let rows = rows
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<Vec<(String, Vec<u8>)>, tokio_postgres::Error>>()
+                .map_err(unavailable)?;
+            Ok(self.sealer.open_all(rows))
+        })
+    }
+
+    fn confirmed<'a>(
+        &'a self,
+        user: &'a str,
+        rotated: Option<Secret>,
+        valid_until: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let sealed = match &rotated {
+                Some(t) => Some(self.sealer.seal(user, t)?),
+                None => None,
+            };
+            self.query(
+                "UPDATE app_password_users SET checked = $2, valid_until = $3, \
+                 refresh = COALESCE($4, refresh) WHERE owner = $1 AND NOT disabled",
+                &[&user, &super::now(), &valid_until, &sealed],
+            )
+            .await
+            .map(drop)
         })
     }
 }

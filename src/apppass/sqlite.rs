@@ -3,7 +3,8 @@
 //! call runs on tokio's blocking pool, never on a session's event loop.
 
 use super::password::{self, HashKey};
-use super::{AppPassword, BoxFuture, LastUse, Store, StoreError, Verified};
+use super::standing::Sealer;
+use super::{AppPassword, BoxFuture, Due, LastUse, SignIn, Standing, Store, StoreError, Verified};
 use crate::config::StoreSettings;
 use crate::secret::Secret;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Each entry moves the schema from its index to the next version.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE app_password_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE app_password_users (
         owner TEXT PRIMARY KEY,
@@ -30,15 +32,25 @@ const MIGRATIONS: &[&str] = &["
         last_protocol TEXT,
         UNIQUE (owner, name)
     );
-"];
+",
+    "
+    ALTER TABLE app_password_users ADD COLUMN directory TEXT;
+    ALTER TABLE app_password_users ADD COLUMN refresh BLOB;
+    ALTER TABLE app_password_users ADD COLUMN valid_until INTEGER;
+    ALTER TABLE app_password_users ADD COLUMN next_check INTEGER;
+    CREATE INDEX app_password_users_due ON app_password_users (directory, next_check)
+        WHERE refresh IS NOT NULL;
+",
+];
 
 const COLUMNS: &str = "p.id, p.owner, p.name, p.created, p.last_used, p.last_client, \
-                       p.last_protocol, p.hash, COALESCE(u.disabled, 0)";
+                       p.last_protocol, p.hash, COALESCE(u.disabled, 0), u.valid_until";
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     found: super::cache::Found,
     key: HashKey,
+    sealer: Sealer,
     path: PathBuf,
 }
 
@@ -56,6 +68,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             found: super::cache::Found::default(),
+            sealer: Sealer::new(&key),
             key,
             path: shown,
         })
@@ -136,7 +149,7 @@ fn hash_key(conn: &Connection, configured: Option<Secret>) -> rusqlite::Result<H
     Ok(HashKey::from_secret(&stored))
 }
 
-fn record(r: &Row<'_>) -> rusqlite::Result<(AppPassword, Vec<u8>, bool)> {
+fn record(r: &Row<'_>) -> rusqlite::Result<(Verified, Vec<u8>)> {
     let last_used = match r.get::<_, Option<i64>>(4)? {
         Some(at) => Some(LastUse {
             at,
@@ -152,7 +165,12 @@ fn record(r: &Row<'_>) -> rusqlite::Result<(AppPassword, Vec<u8>, bool)> {
         created: r.get(3)?,
         last_used,
     };
-    Ok((p, r.get(7)?, r.get::<_, i64>(8)? != 0))
+    let verified = Verified {
+        password: p,
+        disabled: r.get::<_, i64>(8)? != 0,
+        valid_until: r.get(9)?,
+    };
+    Ok((verified, r.get(7)?))
 }
 
 impl Store for SqliteStore {
@@ -203,7 +221,7 @@ impl Store for SqliteStore {
             );
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(params![user], record)?;
-            rows.map(|r| r.map(|(p, _, _)| p)).collect()
+            rows.map(|r| r.map(|(v, _)| v.password)).collect()
         }))
     }
 
@@ -253,13 +271,10 @@ impl Store for SqliteStore {
                         .optional()
                 })
                 .await?;
-            let verified = found.and_then(|(p, stored, disabled)| {
-                password::same(&stored, &hash).then_some(Verified {
-                    password: p,
-                    disabled,
-                })
-            });
-            if let Some(v) = &verified {
+            let verified =
+                found.and_then(|(v, stored)| password::same(&stored, &hash).then_some(v));
+            // A lapsed one is not kept: a confirmation may come any moment.
+            if let Some(v) = verified.as_ref().filter(|v| !v.lapsed(super::now())) {
                 self.found.put(hash, v);
             }
             Ok(verified)
@@ -298,7 +313,8 @@ impl Store for SqliteStore {
             self.run(move |c| {
                 c.execute(
                     "INSERT INTO app_password_users (owner, disabled, checked) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (owner) DO UPDATE SET disabled = ?2, checked = ?3",
+                     ON CONFLICT (owner) DO UPDATE SET disabled = ?2, checked = ?3, \
+                     refresh = CASE WHEN ?2 THEN NULL ELSE refresh END",
                     params![owner, i64::from(!ok), now],
                 )
             })
@@ -311,20 +327,100 @@ impl Store for SqliteStore {
         })
     }
 
-    fn standing<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn standing<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Standing, StoreError>> {
         let owner = user.to_string();
         Box::pin(async move {
-            let disabled = self
+            let found = self
                 .run(move |c| {
                     c.query_row(
-                        "SELECT disabled FROM app_password_users WHERE owner = ?1",
+                        "SELECT disabled, refresh IS NOT NULL, valid_until \
+                         FROM app_password_users WHERE owner = ?1",
                         params![owner],
-                        |r| r.get::<_, i64>(0),
+                        |r| {
+                            Ok(Standing {
+                                disabled: r.get::<_, i64>(0)? != 0,
+                                checked: r.get(1)?,
+                                valid_until: r.get(2)?,
+                            })
+                        },
                     )
                     .optional()
                 })
                 .await?;
-            Ok(disabled.unwrap_or(0) == 0)
+            Ok(found.unwrap_or_default())
+        })
+    }
+
+    fn signed_in<'a>(&'a self, s: SignIn<'a>) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let sealed = match &s.refresh {
+                Some(t) => Some(self.sealer.seal(s.user, t)?),
+                None => None,
+            };
+            let (owner, directory) = (s.user.to_string(), s.directory.to_string());
+            let (until, next, now) = (s.valid_until, s.next_check, super::now());
+            self.run(move |c| {
+                c.execute(
+                    "INSERT INTO app_password_users \
+                     (owner, disabled, checked, directory, refresh, valid_until, next_check) \
+                     VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (owner) DO UPDATE SET \
+                     disabled = 0, checked = ?2, directory = ?3, refresh = ?4, \
+                     valid_until = ?5, next_check = ?6",
+                    params![owner, now, directory, sealed, until, next],
+                )
+            })
+            .await?;
+            self.found.clear();
+            Ok(())
+        })
+    }
+
+    fn due<'a>(
+        &'a self,
+        directory: &'a str,
+        now: i64,
+        next: i64,
+    ) -> BoxFuture<'a, Result<Vec<Due>, StoreError>> {
+        let directory = directory.to_string();
+        Box::pin(async move {
+            let rows = self
+                .run(move |c| {
+                    let mut stmt = c.prepare_cached(
+                        "UPDATE app_password_users SET next_check = ?3 WHERE directory = ?1 \
+                         AND refresh IS NOT NULL AND disabled = 0 AND next_check <= ?2 \
+                         RETURNING owner, refresh",
+                    )?;
+                    let rows = stmt.query_map(params![directory, now, next], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?;
+            Ok(self.sealer.open_all(rows))
+        })
+    }
+
+    fn confirmed<'a>(
+        &'a self,
+        user: &'a str,
+        rotated: Option<Secret>,
+        valid_until: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let sealed = match &rotated {
+                Some(t) => Some(self.sealer.seal(user, t)?),
+                None => None,
+            };
+            let (owner, now) = (user.to_string(), super::now());
+            self.run(move |c| {
+                c.execute(
+                    "UPDATE app_password_users SET checked = ?2, valid_until = ?3, \
+                     refresh = COALESCE(?4, refresh) WHERE owner = ?1 AND disabled = 0",
+                    params![owner, now, valid_until, sealed],
+                )
+            })
+            .await
+            .map(drop)
         })
     }
 }
@@ -354,6 +450,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), None).await;
         let (_, secret) = store.create("alice@example.com", "Phone").await.unwrap();
+        let refresh = "a-refresh-token-kept-for-the-standing-check";
+        let sign_in = SignIn {
+            directory: "idp",
+            user: "alice@example.com",
+            refresh: Some(Secret::new(refresh)),
+            valid_until: 2,
+            next_check: 1,
+        };
+        store.signed_in(sign_in).await.unwrap();
         drop(store);
         let path = dir.path().join("sub/store.db");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -362,6 +467,8 @@ mod tests {
         let store = open(dir.path(), None).await;
         let found = store.verify(secret.expose().as_bytes()).await.unwrap();
         assert!(found.is_some());
+        let due = store.due("idp", 1, 2).await.unwrap();
+        assert_eq!(due.first().map(|d| d.refresh.expose()), Some(refresh));
         let journal: String = store
             .run(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
             .await
@@ -371,7 +478,7 @@ mod tests {
         let bare: String = secret.expose().chars().filter(|&c| c != '-').collect();
         for file in std::fs::read_dir(dir.path().join("sub")).unwrap() {
             let bytes = std::fs::read(file.unwrap().path()).unwrap();
-            for needle in [secret.expose(), bare.as_str()] {
+            for needle in [secret.expose(), bare.as_str(), refresh] {
                 assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()));
             }
         }

@@ -198,7 +198,7 @@ pub struct RawDirectory {
     pub backchannel_logout: Option<RawBackchannelLogout>,
     /// `client.id`, `client.secret`: the self-service site's OIDC client.
     pub client: Option<RawClient>,
-    /// `app-passwords.standing-check`, `app-passwords.max-age`.
+    /// `app-passwords.standing-check`, `.max-age`, `.unreachable-grace`.
     pub app_passwords: Option<RawAppPasswords>,
 }
 
@@ -214,6 +214,7 @@ pub struct RawClient {
 pub struct RawAppPasswords {
     pub standing_check: Option<String>,
     pub max_age: Option<String>,
+    pub unreachable_grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

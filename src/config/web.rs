@@ -33,6 +33,9 @@ pub struct AppPasswordSettings {
     pub standing_check: Duration,
     /// Lifetime after the last sign-in where the provider gives no refresh token.
     pub max_age: Duration,
+    /// How long app passwords keep working while the provider cannot be
+    /// asked (unreachable, or answering errors) after its last confirmation.
+    pub unreachable_grace: Duration,
 }
 
 impl Default for AppPasswordSettings {
@@ -40,6 +43,7 @@ impl Default for AppPasswordSettings {
         Self {
             standing_check: Duration::from_secs(15 * 60),
             max_age: Duration::from_secs(90 * 24 * 3600),
+            unreachable_grace: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -135,6 +139,21 @@ pub(super) fn app_passwords(
     }
     if let Some(v) = raw.max_age {
         settings.max_age = duration(&key("max-age"), &v)?;
+        if settings.max_age < Duration::from_secs(10) {
+            return Err(ConfigError::new(key("max-age"), "must be at least 10s"));
+        }
+    }
+    if let Some(v) = raw.unreachable_grace {
+        settings.unreachable_grace = duration(&key("unreachable-grace"), &v)?;
+    }
+    if settings.unreachable_grace < settings.standing_check * 2 {
+        return Err(ConfigError::new(
+            key("unreachable-grace"),
+            format!(
+                "must be at least twice `standing-check` ({}s), or one slow check would lock users out",
+                settings.standing_check.as_secs()
+            ),
+        ));
     }
     Ok(settings)
 }

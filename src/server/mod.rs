@@ -120,22 +120,12 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-/// The `https` listeners (the app-password site). Until the persistent
-/// stores are wired in, app passwords live in memory (and the login path
-/// does not read them); a user the standing check finds disabled has
-/// their sessions ended.
+/// The `https` listeners (the app-password site), with the store `apply`
+/// opened (the site's listener counts as one that uses app passwords). A
+/// user the standing check finds disabled has every session ended (token
+/// logins included) and their app passwords refused, on every instance.
 async fn start_web(config: &Config) -> Result<(), String> {
-    // The store the login path uses (opened by `apply`: the site's
-    // listener counts as one that uses app passwords). Refresh tokens for
-    // the standing check are kept in memory (a restart forgets them).
-    let memory = Arc::new(crate::web::memory::Memory::default());
-    let store: Arc<dyn crate::apppass::Store> = match crate::apppass::installed() {
-        Some(store) => store,
-        None => {
-            tracing::warn!("no app-password store is open: the site keeps app passwords in memory");
-            memory.clone()
-        }
-    };
+    let store = crate::apppass::installed().ok_or("the app-password store is not open")?;
     let standing = store.clone();
     let disabled: crate::web::standing::Disabled = Arc::new(move |user: &str| {
         let selector = crate::sessions::Selector::User(user.to_string());
@@ -149,7 +139,7 @@ async fn start_web(config: &Config) -> Result<(), String> {
             }
         });
     });
-    crate::web::serve::start(config, store, memory, disabled).await
+    crate::web::serve::start(config, store, disabled).await
 }
 
 /// The running listeners, keyed by bound address, and the open sessions.

@@ -24,6 +24,8 @@ use std::sync::Mutex;
 struct Answer {
     id_token: Option<String>,
     refuse: bool,
+    /// Issue no refresh token (as providers without `offline_access` do).
+    no_refresh: bool,
 }
 
 type Shared = Arc<(String, Mutex<Answer>, Value)>;
@@ -51,18 +53,19 @@ async fn token(AxState(s): AxState<Shared>) -> Response {
     if answer.refuse {
         return json_of(400, json!({"error": "invalid_grant"}));
     }
-    json_of(
-        200,
-        json!({"access_token": "at", "token_type": "Bearer", "refresh_token": "rt-alice",
-        "id_token": answer.id_token}),
-    )
+    let mut body = json!({"access_token": "at", "token_type": "Bearer",
+        "refresh_token": "rt-alice", "id_token": answer.id_token});
+    if answer.no_refresh {
+        body.as_object_mut().map(|o| o.remove("refresh_token"));
+    }
+    json_of(200, body)
 }
 
 struct Fixture {
     site_url: String,
     issuer: String,
     provider: Shared,
-    memory: Arc<Memory>,
+    store: TempStore,
     key: jsonwebtoken::EncodingKey,
     http: reqwest::Client,
 }
@@ -99,13 +102,13 @@ async fn fixture() -> Fixture {
     let socket = crate::http::bind(addr).await.expect("bind the provider");
     tokio::spawn(crate::http::serve(socket, provider_router));
     let c = config(&CONFIG.replace("http://127.0.0.1:9", &issuer)).expect("config");
-    let memory = Arc::new(Memory::default());
-    let site = Site::new(&c, &c.web[0], memory.clone(), memory.clone()).expect("site");
+    let store = TempStore::new().await;
+    let site = Site::new(&c, &c.web[0], store.store.clone()).expect("site");
     Fixture {
         site_url: serve_plain(router(Arc::new(site))).await,
         issuer,
         provider: shared,
-        memory,
+        store,
         key: jsonwebtoken::EncodingKey::from_ed_pem(&pem).expect("key"),
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -238,7 +241,11 @@ async fn the_id_token_decides_and_a_refusal_keeps_nothing() {
         assert_eq!(status, 400, "{name}: {page}");
         assert!(!session, "{name}: no session");
         assert!(page.contains(text), "{name}: {page}");
-        assert_eq!(f.memory.refresh_token("alice@example.com"), None, "{name}");
+        assert_eq!(
+            f.store.refresh_token("alice@example.com").await,
+            None,
+            "{name}"
+        );
     }
     f.provider.1.lock().expect("lock").refuse = true;
     let (status, session, page) = f.sign_in(|_| {}).await;
@@ -248,52 +255,103 @@ async fn the_id_token_decides_and_a_refusal_keeps_nothing() {
     let (status, session, page) = f.sign_in(|_| {}).await;
     assert_eq!((status, session), (303, true), "{page}");
     assert_eq!(
-        f.memory.refresh_token("alice@example.com").as_deref(),
+        f.store.refresh_token("alice@example.com").await.as_deref(),
         Some("rt-alice")
     );
 }
 
 #[tokio::test]
 async fn the_standing_check_disables_on_refusal_and_keeps_when_unreachable() {
-    use super::standing::{check_all, Disabled, Keeper};
+    use super::standing::{check_due, Check, Disabled};
     let f = fixture().await;
     let c = config(&CONFIG.replace("http://127.0.0.1:9", &f.issuer)).expect("config");
-    let provider = flow::Provider::new(&c.directories["idp"], "https://x/oidc/callback".into())
-        .expect("provider")
-        .expect("a client");
-    let keeper = Memory::default();
-    keeper
-        .keep(
-            "alice@example.com",
-            Some(crate::secret::Secret::new("rt-old")),
-        )
-        .await
-        .expect("keep");
+    let provider = |c: &crate::config::Config| {
+        let p = flow::Provider::new(&c.directories["idp"], "https://x/oidc/callback".into());
+        Arc::new(p.expect("provider").expect("a client"))
+    };
+    let store = TempStore::new().await;
+    let alice = "alice@example.com";
+    let (_, secret) = store.store.create(alice, "Phone").await.expect("create");
+    let sign_in = crate::apppass::SignIn {
+        directory: "idp",
+        user: alice,
+        refresh: Some(crate::secret::Secret::new("rt-old")),
+        valid_until: 1_000,
+        next_check: 100,
+    };
+    store.store.signed_in(sign_in).await.expect("signed in");
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let noted = seen.clone();
     let disabled: Disabled = Arc::new(move |user: &str| {
         noted.lock().expect("lock").push(user.to_string());
     });
-    let round = check_all(&provider, &keeper, &disabled).await;
-    assert_eq!((round.active, round.unreachable), (1, 0));
+    let check = |provider| Check {
+        provider,
+        store: store.store.clone(),
+        directory: "idp".into(),
+        settings: c.directories["idp"].app_passwords.clone(),
+        disabled: disabled.clone(),
+    };
+    let grace = c.directories["idp"]
+        .app_passwords
+        .unreachable_grace
+        .as_secs() as i64;
+    let interval = c.directories["idp"].app_passwords.standing_check.as_secs() as i64;
+    let live = check(provider(&c));
     assert_eq!(
-        keeper.refresh_token("alice@example.com").as_deref(),
+        check_due(&live, 99).await,
+        Default::default(),
+        "not due yet"
+    );
+    let round = check_due(&live, 100).await;
+    assert_eq!((round.active, round.unreachable), (1, 0));
+    let found = store
+        .store
+        .verify(secret.expose().as_bytes())
+        .await
+        .expect("verify");
+    assert_eq!(found.expect("found").valid_until, Some(100 + grace));
+    assert_eq!(
+        check_due(&live, 101).await,
+        Default::default(),
+        "once per interval"
+    );
+    // A provider that cannot be reached (nothing listens on port 9)
+    // changes nothing: the rotated token stays, the validity runs on.
+    let unreachable = check(provider(&config(CONFIG).expect("config")));
+    let round = check_due(&unreachable, 100 + interval).await;
+    assert_eq!((round.active, round.unreachable), (0, 1));
+    assert!(seen.lock().expect("lock").is_empty());
+    assert_eq!(
+        store.refresh_token(alice).await.as_deref(),
         Some("rt-alice"),
         "the rotated refresh token is kept"
     );
     f.provider.1.lock().expect("lock").refuse = true;
-    let round = check_all(&provider, &keeper, &disabled).await;
-    assert_eq!(round.disabled, ["alice@example.com"]);
-    assert_eq!(*seen.lock().expect("lock"), ["alice@example.com"]);
-    // A provider that cannot be reached (nothing listens on port 9)
-    // changes nothing.
-    let c = config(CONFIG).expect("config");
-    let unreachable = flow::Provider::new(&c.directories["idp"], "https://x/oidc/callback".into())
-        .expect("provider")
-        .expect("a client");
-    let round = check_all(&unreachable, &keeper, &disabled).await;
-    assert_eq!((round.active, round.unreachable), (0, 1));
-    assert!(round.disabled.is_empty());
-    assert_eq!(seen.lock().expect("lock").len(), 1);
-    assert!(keeper.refresh_token("alice@example.com").is_some(), "kept");
+    let round = check_due(&live, 100 + 2 * interval).await;
+    assert_eq!(round.disabled, [alice]);
+    assert_eq!(*seen.lock().expect("lock"), [alice]);
+}
+
+#[tokio::test]
+async fn without_a_refresh_token_app_passwords_lapse_max_age_after_sign_in() {
+    let f = fixture().await;
+    let alice = "alice@example.com";
+    let max_age = 90 * 24 * 3600;
+    let (status, _, page) = f.sign_in(|_| {}).await;
+    assert_eq!(status, 303, "{page}");
+    let s = f.store.store.standing(alice).await.expect("standing");
+    assert!(s.checked && !s.disabled, "a refresh token is kept");
+    f.provider.1.lock().expect("lock").no_refresh = true;
+    let before = signin::now();
+    let (status, _, page) = f.sign_in(|_| {}).await;
+    assert_eq!(status, 303, "{page}");
+    let s = f.store.store.standing(alice).await.expect("standing");
+    assert!(!s.checked, "the old refresh token is forgotten");
+    let until = s.valid_until.expect("a lapse date");
+    assert!((before + max_age..=signin::now() + max_age).contains(&until));
+    let (_, secret) = f.store.store.create(alice, "Phone").await.expect("create");
+    let found = f.store.store.verify(secret.expose().as_bytes()).await;
+    let found = found.expect("verify").expect("found");
+    assert!(!found.lapsed(until - 1) && found.lapsed(until));
 }

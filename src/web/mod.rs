@@ -8,15 +8,14 @@
 //! - [`idtoken`]: ID token validation;
 //! - [`pages`]: the handlers; [`signin`]: sign-in and sign-out;
 //! - [`setup`]: autoconfig and `.mobileconfig`;
-//! - [`standing`]: keeping refresh tokens and the standing check;
+//! - [`standing`]: the standing check (the store keeps the refresh tokens);
 //! - [`crypto`], [`state`], [`serve`]: HMAC and random values, what is
 //!   remembered between requests, TLS + HTTP/1.1 serving.
 
 pub mod crypto;
 pub mod flow;
 pub mod idtoken;
-pub mod memory;
-mod pages;
+pub(crate) mod pages;
 pub mod serve;
 pub mod setup;
 mod signin;
@@ -24,7 +23,9 @@ pub mod standing;
 pub mod state;
 
 use crate::apppass::Store;
-use crate::config::{Config, Fields, IdentityCase, IdentityField, WebListener};
+use crate::config::{
+    AppPasswordSettings, Config, Fields, IdentityCase, IdentityField, WebListener,
+};
 use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};
 use axum::Router;
@@ -45,7 +46,9 @@ pub struct Site {
     pub flows: state::Expiring<state::Flow>,
     pub sessions: state::Expiring<state::Session>,
     pub store: Arc<dyn Store>,
-    pub standing: Arc<dyn standing::Keeper>,
+    /// The directory users sign in with, and its `app-passwords.*`.
+    pub directory: String,
+    pub app_passwords: AppPasswordSettings,
     pub services: Vec<setup::MailService>,
     pub hostname: String,
     templates: minijinja::Environment<'static>,
@@ -64,13 +67,12 @@ pub fn redirect_uri(listener: &WebListener, hostname: &str) -> String {
 }
 
 impl Site {
-    /// The site of `listener`, with the app-password `store` and the
-    /// keeper of refresh tokens.
+    /// The site of `listener`, with the app-password `store` (which also
+    /// keeps the refresh tokens for the standing check).
     pub fn new(
         config: &Config,
         listener: &WebListener,
         store: Arc<dyn Store>,
-        standing: Arc<dyn standing::Keeper>,
     ) -> Result<Self, String> {
         let directory = config
             .directories
@@ -94,7 +96,8 @@ impl Site {
             flows: state::Expiring::new(state::FLOW_TTL),
             sessions: state::Expiring::new(state::SESSION_TTL),
             store,
-            standing,
+            directory: directory.name.clone(),
+            app_passwords: directory.app_passwords.clone(),
             services: setup::services(config),
             hostname: config.server.hostname.clone(),
             templates: templates()?,

@@ -64,14 +64,21 @@ pub async fn home(State(site): State<Arc<Site>>, headers: HeaderMap) -> Response
     let Some((id, session)) = signed_in(&site, &headers) else {
         return page(&site, StatusCode::OK, "home.html", context! {});
     };
-    match site.store.list(&session.user).await {
-        Ok(list) => {
+    let found = match site.store.list(&session.user).await {
+        Ok(list) => site.store.standing(&session.user).await.map(|s| (list, s)),
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok((list, standing)) => {
             let rows: Vec<_> = list.iter().map(row).collect();
             let ctx = context! {
                 user => session.email.as_deref().unwrap_or(&session.user),
                 name => session.name,
                 csrf => site.signer.mac("csrf", &id),
                 passwords => rows,
+                checked => standing.checked,
+                every => every(site.app_passwords.standing_check),
+                valid_until => standing.valid_until.map(date),
             };
             page(&site, StatusCode::OK, "list.html", ctx)
         }
@@ -111,9 +118,28 @@ pub fn date(secs: i64) -> String {
     )
 }
 
-/// The password in groups of four for typing.
+/// A standing-check interval in words: "15 minutes", "1 hour", "30 seconds".
+pub fn every(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = match secs {
+        s if s % 3600 == 0 => (s / 3600, "hour"),
+        s if s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+/// The password in groups of four for typing (whatever separators the
+/// store put in).
 pub fn grouped(password: &str) -> String {
-    let chars: Vec<char> = password.chars().collect();
+    let chars: Vec<char> = password
+        .chars()
+        .filter(|c| *c != '-' && !c.is_whitespace())
+        .collect();
     chars
         .chunks(4)
         .map(|c| c.iter().collect::<String>())

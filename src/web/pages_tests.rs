@@ -6,14 +6,14 @@ use super::*;
 struct Running {
     base: String,
     site: Arc<Site>,
-    memory: Arc<Memory>,
+    store: TempStore,
     http: reqwest::Client,
 }
 
 async fn start() -> Running {
     let c = config(CONFIG).expect("config");
-    let memory = Arc::new(Memory::default());
-    let site = Arc::new(Site::new(&c, &c.web[0], memory.clone(), memory.clone()).expect("site"));
+    let store = TempStore::new().await;
+    let site = Arc::new(Site::new(&c, &c.web[0], store.store.clone()).expect("site"));
     let socket = crate::http::bind("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("bind");
@@ -26,7 +26,7 @@ async fn start() -> Running {
     Running {
         base: format!("http://127.0.0.1:{port}"),
         site,
-        memory,
+        store,
         http,
     }
 }
@@ -71,7 +71,8 @@ impl Running {
     }
 
     async fn listed(&self) -> usize {
-        self.memory
+        self.store
+            .store
             .list("alice@example.com")
             .await
             .expect("list")
@@ -117,7 +118,7 @@ async fn creating_needs_the_csrf_token_and_stores_nothing_without_it() {
         .expect("the password on the page");
     let password: String = grouped.split_whitespace().collect();
     assert_eq!(password.len(), 32);
-    assert!(s.memory.check("alice@example.com", &password));
+    assert!(s.store.check("alice@example.com", &password).await);
     assert!(page.contains("configuration profile"), "{page}");
     let (_, page) = s.get("/", &cookie).await;
     assert!(page.contains("Phone") && page.contains("never"), "{page}");
@@ -139,17 +140,19 @@ async fn creating_needs_the_csrf_token_and_stores_nothing_without_it() {
         .await;
     assert_eq!(status, 400, "revoking needs the token too");
     assert_eq!(s.listed().await, 2);
+    let list = s.store.store.list("alice@example.com").await.expect("list");
+    let second = list.iter().find(|p| p.name == "<b>x</b>").expect("listed");
     let (status, _) = s
         .post(
             "/app-passwords/revoke",
             &cookie,
-            &[("id", "2"), ("csrf", &csrf)],
+            &[("id", second.id.as_str()), ("csrf", &csrf)],
         )
         .await;
     assert_eq!(status, 303);
     assert_eq!(s.listed().await, 1, "only the one named");
     assert!(
-        s.memory.check("alice@example.com", &password),
+        s.store.check("alice@example.com", &password).await,
         "the other stays"
     );
     let (status, _) = s
@@ -161,7 +164,7 @@ async fn creating_needs_the_csrf_token_and_stores_nothing_without_it() {
         .await;
     assert_eq!(status, 303);
     assert_eq!(s.listed().await, 0);
-    assert!(!s.memory.check("alice@example.com", &password));
+    assert!(!s.store.check("alice@example.com", &password).await);
 }
 
 #[tokio::test]
@@ -215,7 +218,7 @@ async fn a_callback_without_its_state_is_refused() {
     assert!(page.contains("refused the sign-in"), "{page}");
     let (_, page) = s.get("/oidc/callback?code=c&state=state-a", &ours).await;
     assert!(page.contains("no longer valid"), "{page}");
-    assert!(s.memory.refresh_token("alice@example.com").is_none());
+    assert!(s.store.refresh_token("alice@example.com").await.is_none());
 }
 
 #[tokio::test]
@@ -271,4 +274,37 @@ async fn the_profile_has_the_password_only_when_asked() {
     assert!(plist.contains("<string>abcd efgh</string>"), "{plist}");
     let (status, _) = s.post("/profile", &cookie, &base[1..]).await;
     assert_eq!(status, 400, "CSRF token required");
+}
+
+#[tokio::test]
+async fn the_page_says_how_long_app_passwords_work() {
+    let s = start().await;
+    let (cookie, _) = s.alice();
+    let (_, page) = s.get("/", &cookie).await;
+    assert!(!page.contains("id=\"validity\""), "never signed in: {page}");
+    let sign_in = |refresh: Option<&str>| crate::apppass::SignIn {
+        directory: "idp",
+        user: "alice@example.com",
+        refresh: refresh.map(crate::secret::Secret::new),
+        valid_until: 1_767_225_600,
+        next_check: 0,
+    };
+    s.store
+        .store
+        .signed_in(sign_in(None))
+        .await
+        .expect("signed in");
+    let (_, page) = s.get("/", &cookie).await;
+    assert!(
+        page.contains("<strong id=\"valid-until\">2026-01-01 00:00 UTC</strong>"),
+        "{page}"
+    );
+    s.store
+        .store
+        .signed_in(sign_in(Some("rt")))
+        .await
+        .expect("signed in");
+    let (_, page) = s.get("/", &cookie).await;
+    assert!(page.contains("it is asked every 5 minutes"), "{page}");
+    assert!(!page.contains("valid-until"), "{page}");
 }

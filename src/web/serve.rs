@@ -64,13 +64,12 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router)
     }
 }
 
-/// Starts every `https` listener of `config` with `store` and `keeper`,
-/// and one standing check per directory users sign in with. The sites
-/// keep this configuration until a restart.
+/// Starts every `https` listener of `config` with `store`, and one
+/// standing check per directory users sign in with. The sites keep this
+/// configuration until a restart.
 pub async fn start(
     config: &crate::config::Config,
     store: Arc<dyn crate::apppass::Store>,
-    keeper: Arc<dyn super::standing::Keeper>,
     disabled: super::standing::Disabled,
 ) -> Result<(), String> {
     let tls = config
@@ -81,24 +80,15 @@ pub async fn start(
     let acceptor = acceptor(tls)?;
     let mut checked = std::collections::BTreeSet::new();
     for listener in &config.web {
-        let site = Arc::new(super::Site::new(
-            config,
-            listener,
-            store.clone(),
-            keeper.clone(),
-        )?);
+        let site = Arc::new(super::Site::new(config, listener, store.clone())?);
         if checked.insert(listener.directory.clone()) {
-            let interval = config
-                .directories
-                .get(&listener.directory)
-                .map_or(Duration::from_secs(900), |d| d.app_passwords.standing_check);
-            let run = super::standing::run(
-                site.provider.clone(),
-                keeper.clone(),
-                disabled.clone(),
-                interval,
-            );
-            tokio::spawn(run);
+            tokio::spawn(super::standing::run(super::standing::Check {
+                provider: site.provider.clone(),
+                store: store.clone(),
+                directory: site.directory.clone(),
+                settings: site.app_passwords.clone(),
+                disabled: disabled.clone(),
+            }));
         }
         for addr in &listener.binds {
             let socket = TcpListener::bind(addr)

@@ -104,14 +104,39 @@ async fn finish(site: &Site, headers: &HeaderMap, q: Callback) -> Result<String,
         }
     }
     let session = session_of(site, &claims)?;
-    site.standing
-        .keep(&session.user, tokens.refresh_token)
+    site.store
+        .signed_in(sign_in(site, &session.user, tokens.refresh_token, now()))
         .await
         .map_err(|e| Refusal::Store(e.to_string()))?;
     let id = crypto::random_token().map_err(|e| Refusal::Unavailable(e.to_string()))?;
     tracing::info!(user = %session.user, "web: signed in");
     site.sessions.insert(id.clone(), session);
     Ok(id)
+}
+
+/// What the store keeps of a sign-in at `now`: with a refresh token the
+/// provider is asked every `standing-check` and the app passwords work
+/// `unreachable-grace` past each confirmation; without one they lapse
+/// `max-age` after this sign-in.
+pub fn sign_in<'a>(
+    site: &'a Site,
+    user: &'a str,
+    refresh: Option<crate::secret::Secret>,
+    now: i64,
+) -> crate::apppass::SignIn<'a> {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2);
+    let settings = &site.app_passwords;
+    let lifetime = match refresh {
+        Some(_) => settings.unreachable_grace,
+        None => settings.max_age,
+    };
+    crate::apppass::SignIn {
+        directory: &site.directory,
+        user,
+        refresh,
+        valid_until: now + secs(lifetime),
+        next_check: now + secs(settings.standing_check),
+    }
 }
 
 /// Adds the UserInfo claims the ID token lacks; the UserInfo `sub` must be

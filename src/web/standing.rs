@@ -1,39 +1,34 @@
 //! Binding app passwords to the user's standing at the provider (issue 14
-//! item 6, the site's side). At sign-in the site hands the refresh token to
-//! a [`Keeper`] (the lead wires it to the app-password store, which keeps
-//! it encrypted). Every `app-passwords.standing-check` [`check_all`] uses
-//! each kept token at the token endpoint: refused (400/401, or an empty
-//! answer) → the [`Disabled`] callback (the store's `set_standing(user,
-//! false)` and ending the user's sessions); unreachable → kept, logged.
+//! item 6, the checking side). At sign-in the site gives the store the
+//! refresh token, which keeps it sealed (`crate::apppass::standing`). Every
+//! few seconds [`check_due`] claims the users whose check is due (each at
+//! most once per `app-passwords.standing-check`, on one instance only) and
+//! uses each refresh token at the token endpoint:
+//!
+//! - accepted: the user's app passwords work until now +
+//!   `unreachable-grace`; a rotated refresh token replaces the old one;
+//! - refused (400/401, or an empty answer): the [`Disabled`] callback (the
+//!   store's `set_standing(user, false)`, ending the user's sessions);
+//! - unreachable: nothing changes and it is logged; without a confirmation
+//!   the app passwords lapse when `unreachable-grace` has passed.
 
 use super::flow::{Provider, Standing};
-use crate::apppass::{BoxFuture, StoreError};
-use crate::secret::Secret;
+use crate::apppass::Store;
+use crate::config::AppPasswordSettings;
 use std::sync::Arc;
-
-/// Where signed-in users' refresh tokens go.
-pub trait Keeper: Send + Sync {
-    /// `user` signed in; `refresh` is `None` when the provider issued no
-    /// refresh token (app passwords then expire `max-age` after this).
-    fn keep<'a>(
-        &'a self,
-        user: &'a str,
-        refresh: Option<Secret>,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Every kept (user, refresh token), for the standing check.
-    fn kept(&self) -> BoxFuture<'_, Result<Vec<(String, Secret)>, StoreError>>;
-    /// The provider rotated `user`'s refresh token.
-    fn replace<'a>(
-        &'a self,
-        user: &'a str,
-        refresh: Secret,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.keep(user, Some(refresh))
-    }
-}
+use std::time::Duration;
 
 /// Called with a user the provider no longer accepts.
 pub type Disabled = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The standing check of one directory's users.
+pub struct Check {
+    pub provider: Arc<Provider>,
+    pub store: Arc<dyn Store>,
+    pub directory: String,
+    pub settings: AppPasswordSettings,
+    pub disabled: Disabled,
+}
 
 /// What one round of the standing check found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -43,33 +38,44 @@ pub struct Round {
     pub unreachable: usize,
 }
 
-/// One round: every kept refresh token is used once.
-pub async fn check_all(provider: &Provider, keeper: &dyn Keeper, disabled: &Disabled) -> Round {
+impl Round {
+    fn checked(&self) -> usize {
+        self.active + self.disabled.len() + self.unreachable
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+/// One round at `now` (seconds since the epoch): every due user once.
+pub async fn check_due(check: &Check, now: i64) -> Round {
     let mut round = Round::default();
-    let kept = match keeper.kept().await {
-        Ok(k) => k,
+    let next = now + secs(check.settings.standing_check);
+    let due = match check.store.due(&check.directory, now, next).await {
+        Ok(due) => due,
         Err(e) => {
-            tracing::warn!("standing check: cannot list refresh tokens: {e}");
+            tracing::warn!(directory = %check.directory, "standing check: {e}");
             return round;
         }
     };
-    for (user, token) in kept {
-        match provider.refresh(&token).await {
+    let until = now + secs(check.settings.unreachable_grace);
+    for d in due {
+        match check.provider.refresh(&d.refresh).await {
             Ok(Standing::Active(rotated)) => {
                 round.active += 1;
-                if let Some(new) = rotated {
-                    if let Err(e) = keeper.replace(&user, Secret::new(new)).await {
-                        tracing::warn!(user = %user, "standing check: cannot keep the rotated refresh token: {e}");
-                    }
+                let rotated = rotated.map(crate::secret::Secret::new);
+                if let Err(e) = check.store.confirmed(&d.user, rotated, until).await {
+                    tracing::error!(user = %d.user, "standing check: cannot record the confirmation: {e}");
                 }
             }
             Ok(Standing::Refused) => {
-                tracing::warn!(user = %user, "standing check: the provider refused the user's refresh token: app passwords disabled");
-                disabled(&user);
-                round.disabled.push(user);
+                tracing::warn!(user = %d.user, "standing check: the provider refused the user's refresh token: app passwords disabled");
+                (check.disabled)(&d.user);
+                round.disabled.push(d.user);
             }
             Err(e) => {
-                tracing::warn!(user = %user, "standing check: provider unreachable, standing kept: {e}");
+                tracing::warn!(user = %d.user, "standing check: provider unreachable, standing kept (app passwords lapse after `unreachable-grace` without a confirmation): {e}");
                 round.unreachable += 1;
             }
         }
@@ -77,24 +83,26 @@ pub async fn check_all(provider: &Provider, keeper: &dyn Keeper, disabled: &Disa
     round
 }
 
-/// Runs [`check_all`] every `interval`, forever.
-pub async fn run(
-    provider: Arc<Provider>,
-    keeper: Arc<dyn Keeper>,
-    disabled: Disabled,
-    interval: std::time::Duration,
-) {
-    let mut tick = tokio::time::interval(interval);
+/// How often the store is asked for due users.
+pub fn tick(standing_check: Duration) -> Duration {
+    (standing_check / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// Runs [`check_due`] every [`tick`], forever.
+pub async fn run(check: Check) {
+    let mut tick = tokio::time::interval(tick(check.settings.standing_check));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
         tick.tick().await;
-        let round = check_all(&provider, keeper.as_ref(), &disabled).await;
-        tracing::info!(
-            active = round.active,
-            disabled = round.disabled.len(),
-            unreachable = round.unreachable,
-            "standing check done"
-        );
+        let round = check_due(&check, crate::apppass::now()).await;
+        if round.checked() > 0 {
+            tracing::info!(
+                directory = %check.directory,
+                active = round.active,
+                disabled = round.disabled.len(),
+                unreachable = round.unreachable,
+                "standing check done"
+            );
+        }
     }
 }

@@ -5,7 +5,6 @@
 
 use super::flow::Refusal;
 use super::idtoken::{check_claims, verify_with, Expect};
-use super::memory::Memory;
 use super::state::Session;
 use super::*;
 use crate::apppass::Store;
@@ -230,8 +229,57 @@ fn dates_and_groups() {
     assert_eq!(pages::date(0), "1970-01-01 00:00 UTC");
     assert_eq!(pages::date(1_764_633_600 + 3661), "2025-12-02 01:01 UTC");
     assert_eq!(pages::grouped("abcdefghij"), "abcd efgh ij");
-    let p = memory::new_password().expect("password");
-    assert_eq!(p.len(), 32, "160 bits in base32");
+    assert_eq!(pages::grouped("abcd-efgh-ij"), "abcd efgh ij");
+    let every = |s| pages::every(std::time::Duration::from_secs(s));
+    assert_eq!(
+        [every(900), every(3600), every(7200), every(10), every(90)],
+        [
+            "15 minutes",
+            "1 hour",
+            "2 hours",
+            "10 seconds",
+            "90 seconds"
+        ]
+    );
+}
+
+/// A real SQLite store in a temporary directory: what the site's tests
+/// create app passwords in and read refresh tokens back from.
+pub struct TempStore {
+    pub store: Arc<crate::apppass::sqlite::SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+impl TempStore {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = crate::config::StoreSettings::default();
+        let store = crate::apppass::sqlite::SqliteStore::open(&dir.path().join("s.db"), &settings)
+            .await
+            .expect("store");
+        Self {
+            store: Arc::new(store),
+            _dir: dir,
+        }
+    }
+
+    /// Whether `password` is one of `user`'s app passwords.
+    pub async fn check(&self, user: &str, password: &str) -> bool {
+        let found = self
+            .store
+            .verify(password.as_bytes())
+            .await
+            .expect("verify");
+        found.is_some_and(|v| v.password.user == user)
+    }
+
+    /// The refresh token kept for `user` (directory `idp`), left due.
+    pub async fn refresh_token(&self, user: &str) -> Option<String> {
+        let due = self.store.due("idp", i64::MAX / 4, 0).await.expect("due");
+        due.into_iter()
+            .find(|d| d.user == user)
+            .map(|d| d.refresh.expose().to_string())
+    }
 }
 
 #[path = "pages_tests.rs"]
