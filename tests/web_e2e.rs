@@ -4,8 +4,10 @@
 //! (tests/clients/web_signin.py). Alice signs in at the provider's login
 //! page, creates an app password and reads it off the page; the replayed
 //! authorization response is refused with a clear page. Screenshots go to
-//! docs/web-*.png. The password read off the page logs imaplib in, and
-//! stops working when the provider disables alice (the standing check).
+//! docs/web-*.png. The password read off the page logs imaplib in; one
+//! revoked in the browser is refused; after a restart of the proxy the
+//! standing check still holds alice's refresh token, and when the provider
+//! disables her, her open session ends and her password stops working.
 //! Signing out at the provider's own end-session page ends alice's mail
 //! sessions through its back-channel logout (issue 13).
 
@@ -52,24 +54,139 @@ fn wait_log(proxy: &Proxy, needle: &str) -> String {
     }
 }
 
-/// The standing check: alice's refresh token works, then alice is
-/// disabled at the provider and the next round refuses her (and ends her
-/// sessions); she is enabled again for the other tests.
-fn standing_check_refuses_a_disabled_user(peers: &Peers, proxy: &Proxy) {
+/// The browser driver (tests/clients/web_signin.py) while it runs: its
+/// first JSON line, then one answer per command.
+struct Browser {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Browser {
+    fn start(site: &str, login: &str, shots: &std::path::Path) -> Browser {
+        use std::io::BufRead;
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(manifest_dir().join("tests/clients/web_signin.py"))
+            .args([site, login])
+            .arg(shots)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the browser driver starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        Browser { child, lines }
+    }
+
+    /// The driver's next JSON line (within a minute).
+    fn answer(&mut self, proxy: &Proxy) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the browser driver did not answer:\n{}", proxy.log()));
+        serde_json::from_str(&line).expect("the driver's JSON")
+    }
+
+    fn command(&mut self, proxy: &Proxy, command: &str) -> Value {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{command}").expect("the driver reads");
+        self.answer(proxy)
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An app password as the page shows it, without the grouping.
+fn password_of(answer: &Value) -> String {
+    let shown = answer["password"].as_str().unwrap_or("");
+    let password: String = shown.chars().filter(char::is_ascii_alphanumeric).collect();
+    assert_eq!(password.len(), 32, "{answer}");
+    password
+}
+
+/// An IMAP session through `imaps`, logged in with an app password, in IDLE.
+fn imap_idle_password(peers: &Peers, proxy: &Proxy, user: &str, password: &str) -> Raw {
+    let mut c = Raw::connect(proxy.port("imaps"), true, &peers.ca());
+    c.expect_line();
+    c.send(&format!(
+        "a LOGIN {user} {password}\r\nb SELECT INBOX\r\nc IDLE\r\n"
+    ));
+    assert!(c.until("a ").last().unwrap().starts_with("a OK"));
+    c.until("b ");
+    assert!(c.expect_line().starts_with("+ "));
+    c
+}
+
+/// Revoked in the browser: a password that worked is refused at once, the
+/// other goes on working.
+fn revoking_in_the_browser_refuses_it(peers: &Peers, proxy: &Proxy, browser: &mut Browser) {
+    let laptop = password_of(&browser.command(proxy, "create Laptop"));
+    let r = imaplib_login(peers, proxy, "alice@example.com", &laptop);
+    assert_eq!(r["ok"], true, "{r}");
+    let list = browser.command(proxy, "revoke Laptop");
+    let list = list["list"].as_str().unwrap_or("");
+    assert!(list.contains("Phone") && !list.contains("Laptop"), "{list}");
+    let r = imaplib_login(peers, proxy, "alice@example.com", &laptop);
+    assert_ne!(
+        r["ok"], true,
+        "a password revoked in the browser still works: {r}"
+    );
+}
+
+/// After a restart the standing check goes on with the refresh token the
+/// store kept (sealed): alice is disabled at the provider, the next round
+/// refuses her, her open app-password session ends and the password stops
+/// working; she is enabled again for the other tests.
+fn after_a_restart_a_disabled_user_is_refused(peers: &Peers, proxy: &Proxy, password: &str) {
     wait_log(proxy, "active=1");
+    let mut session = imap_idle_password(peers, proxy, "alice@example.com", password);
     admin_post(
         peers,
         "/account",
         &json!({"sub": "alice", "disabled": true}),
     );
-    let log = wait_log(proxy, "the provider refused the user's refresh token");
+    let started = std::time::Instant::now();
+    let bye = session.line().unwrap_or_default();
+    let waited = started.elapsed();
     admin_post(
         peers,
         "/account",
         &json!({"sub": "alice", "disabled": false}),
     );
-    assert!(log.contains("alice@example.com"), "{log}");
-    assert!(log.contains("sessions ended"), "{log}");
+    assert!(bye.starts_with("* BYE "), "{bye}\n{}", proxy.log());
+    // Within the 10 s standing-check interval (plus its 1 s tick).
+    assert!(waited < std::time::Duration::from_secs(12), "{waited:?}");
+    let log = wait_log(proxy, "the provider refused the user's refresh token");
+    assert!(
+        log.contains("alice@example.com") && log.contains("sessions ended"),
+        "{log}"
+    );
+    let r = imaplib_login(peers, proxy, "alice@example.com", password);
+    assert_ne!(
+        r["ok"], true,
+        "a disabled user's app password still works: {r}"
+    );
 }
 
 #[test]
@@ -83,30 +200,14 @@ fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
         "/site-client",
         &json!({"redirect_uri": format!("{site}oidc/callback")}),
     );
-    let proxy = Proxy::start(&peers, &site_config(&peers, port, &store));
+    let opts = site_config(&peers, port, &store);
+    let proxy = Proxy::start(&peers, &opts);
     let docs = manifest_dir().join("docs");
-    let out = run(Command::new("/usr/bin/python3")
-        .arg(manifest_dir().join("tests/clients/web_signin.py"))
-        .arg(&site)
-        .arg("alice")
-        .arg(&docs));
-    assert!(
-        out.status.success(),
-        "the browser run failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        proxy.log()
-    );
-    let result: Value = serde_json::from_slice(&out.stdout).expect("the driver's JSON");
+    let mut browser = Browser::start(&site, "alice", &docs);
+    let result = browser.answer(&proxy);
     assert_eq!(result["user"], "alice@example.com", "{result}");
-    // Shown in groups for typing (`ABCD-EFGH-...`).
-    let password: String = result["password"]
-        .as_str()
-        .unwrap_or("")
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    assert_eq!(password.len(), 32, "{result}");
-    assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+    // Shown in groups for typing (`abcd efgh ...`).
+    let password = password_of(&result);
     assert!(
         result["list"].as_str().unwrap_or("").contains("Phone"),
         "{result}"
@@ -119,6 +220,11 @@ fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
             .contains("no longer valid"),
         "{result}"
     );
+    // The password the page showed logs imaplib in to alice's mailbox.
+    let r = imaplib_login(&peers, &proxy, "alice@example.com", &password);
+    assert_eq!(r["ok"], true, "{r}");
+    revoking_in_the_browser_refuses_it(&peers, &proxy, &mut browser);
+    drop(browser);
     let log = proxy.log();
     assert!(log.contains("web: signed in"), "{log}");
     assert!(!log.contains(&password), "the password is never logged");
@@ -126,16 +232,9 @@ fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
         !log.contains("site-secret"),
         "the client secret is never logged"
     );
-    // The password the page showed logs imaplib in to alice's mailbox.
-    let r = imaplib_login(&peers, &proxy, "alice@example.com", &password);
-    assert_eq!(r["ok"], true, "{r}");
-    standing_check_refuses_a_disabled_user(&peers, &proxy);
-    // Disabled at the provider: the app password stops working.
-    let r = imaplib_login(&peers, &proxy, "alice@example.com", &password);
-    assert_ne!(
-        r["ok"], true,
-        "a disabled user's app password still works: {r}"
-    );
+    drop(proxy);
+    let proxy = Proxy::start(&peers, &opts);
+    after_a_restart_a_disabled_user_is_refused(&peers, &proxy, &password);
     for shot in [
         "web-signin",
         "web-provider-login",

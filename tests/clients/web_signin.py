@@ -7,7 +7,13 @@ chromium-driver and python3-selenium) for tests/web_e2e.rs.
 Signs in at the provider's own login and consent pages, creates an app
 password called "Phone", reads it off the page, and tries a replay of the
 authorization response. Saves screenshots as web-*.png in SCREENSHOT_DIR.
-Prints one JSON object: the password, the pages' texts, the replay page.
+Prints one JSON object on a line: the password, the pages' texts, the
+replay page.
+
+Then it takes commands on standard input, one a line, and answers each
+with a JSON line, until "quit" or the end of input:
+  create NAME   creates an app password NAME: {"password": ...}
+  revoke NAME   clicks NAME's Revoke button on the list: {"list": ...}
 """
 import json
 import sys
@@ -65,6 +71,37 @@ def sign_in(driver, wait, site, login, shots=None):
     return driver.find_element(By.ID, "user").text
 
 
+def create(driver, wait, site, name):
+    driver.get(site)
+    wait.until(ec.presence_of_element_located((By.ID, "name")))
+    driver.find_element(By.ID, "name").send_keys(name)
+    driver.find_element(By.ID, "create").click()
+    wait.until(ec.presence_of_element_located((By.ID, "password")))
+    return {"password": driver.find_element(By.ID, "password").text}
+
+
+def revoke(driver, wait, site, name):
+    driver.get(site)
+    wait.until(ec.presence_of_element_located((By.ID, "user")))
+    row = f"//table[@id='passwords']//tr[td[1][normalize-space()='{name}']]"
+    driver.find_element(By.XPATH, f"{row}//button").click()
+    wait.until(ec.presence_of_element_located((By.ID, "user")))
+    rows = driver.find_elements(By.ID, "passwords")
+    return {"list": rows[0].text if rows else ""}
+
+
+def commands(driver, wait, site):
+    for line in sys.stdin:
+        verb, _, name = line.strip().partition(" ")
+        if verb == "create":
+            answer = create(driver, wait, site, name)
+        elif verb == "revoke":
+            answer = revoke(driver, wait, site, name)
+        else:
+            return
+        print(json.dumps(answer), flush=True)
+
+
 def main():
     site, login, shots = sys.argv[1], sys.argv[2], sys.argv[3]
     driver = browser()
@@ -88,9 +125,10 @@ def main():
             out["replay"] = driver.find_element(By.TAG_NAME, "body").text
             driver.save_screenshot(f"{shots}/web-refused.png")
         out["callbacks"] = len(callbacks)
+        print(json.dumps(out), flush=True)
+        commands(driver, wait, site)
     finally:
         driver.quit()
-    print(json.dumps(out))
 
 
 if __name__ == "__main__":
