@@ -36,10 +36,57 @@ async fn postgresql_passes_the_store_tests() {
     let other = apppass::open(&settings).await.expect("open again");
     let found = other.verify(pw.expose().as_bytes()).await.unwrap();
     assert!(found.is_some());
+    each_due_user_is_claimed_by_one_instance(store.as_ref(), other.as_ref()).await;
     // A wrong password for the database is an error, not a hang.
     let wrong = StoreSettings {
         password: Some(Secret::new("wrong")),
         ..settings
     };
     assert!(apppass::open(&wrong).await.is_err());
+}
+
+/// Two instances claiming due standing checks at the same moment never
+/// both take a user (both would use one refresh token: a rotating
+/// provider takes the second use for a stolen token).
+async fn each_due_user_is_claimed_by_one_instance(a: &dyn apppass::Store, b: &dyn apppass::Store) {
+    let users: Vec<String> = (0..200).map(|i| format!("claim{i}@example.com")).collect();
+    for user in &users {
+        let sign_in = apppass::SignIn {
+            directory: "claims",
+            user,
+            refresh: Some(Secret::new(format!("rt-{user}"))),
+            valid_until: i64::MAX / 4,
+            next_check: 100,
+        };
+        a.signed_in(sign_in).await.expect("signed in");
+    }
+    let mut mine = std::collections::BTreeSet::new();
+    let mut theirs = std::collections::BTreeSet::new();
+    for round in 0..5 {
+        let now = 100 + round * 1000;
+        let (x, y) = tokio::join!(
+            a.due("claims", now, now + 1000),
+            b.due("claims", now, now + 1000)
+        );
+        let (x, y) = (x.expect("due"), y.expect("due"));
+        assert_eq!(
+            x.len() + y.len(),
+            users.len(),
+            "round {round}: every user once"
+        );
+        for d in &x {
+            assert_eq!(d.refresh.expose(), format!("rt-{}", d.user));
+            mine.insert(d.user.clone());
+        }
+        theirs.extend(y.iter().map(|d| d.user.clone()));
+        let both: Vec<_> = x
+            .iter()
+            .filter(|d| y.iter().any(|e| e.user == d.user))
+            .collect();
+        assert!(both.is_empty(), "round {round}: claimed twice");
+    }
+    assert_eq!(
+        mine.len() + theirs.len() - mine.intersection(&theirs).count(),
+        users.len()
+    );
 }
