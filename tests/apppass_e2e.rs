@@ -243,6 +243,7 @@ fn two_instances_on_one_postgresql_see_each_others_changes_within_a_second() {
         url: StoreUrl::Postgres(pg.url()),
         password: Some(Secret::new(common::postgres::PASSWORD)),
         hash_key: None,
+        ca: None,
     };
     let store = rt
         .block_on(apppass::open(&settings))

@@ -27,6 +27,7 @@ async fn postgresql_passes_the_store_tests() {
         url: StoreUrl::Postgres(pg.url()),
         password: Some(Secret::new(PASSWORD)),
         hash_key: None,
+        ca: None,
     };
     let store = apppass::open(&settings).await.expect("open");
     conformance::run(store.as_ref(), "").await;
@@ -43,6 +44,33 @@ async fn postgresql_passes_the_store_tests() {
         ..settings
     };
     assert!(apppass::open(&wrong).await.is_err());
+}
+
+/// A server that takes only TLS: the store connects with `sslmode=require`
+/// and the server's CA, and is refused with the wrong CA or without TLS.
+#[tokio::test]
+async fn postgresql_over_tls() {
+    let pg = Postgres::start_tls();
+    let settings = |query: &str, ca: Option<std::path::PathBuf>| StoreSettings {
+        url: StoreUrl::Postgres(format!("{}{query}", pg.url())),
+        password: Some(Secret::new(PASSWORD)),
+        hash_key: None,
+        ca,
+    };
+    let store = apppass::open(&settings("?sslmode=require", Some(pg.ca())))
+        .await
+        .expect("open over TLS");
+    conformance::run(store.as_ref(), "tls-").await;
+    // The default (prefer) also uses TLS when the server offers it.
+    assert!(apppass::open(&settings("", Some(pg.ca()))).await.is_ok());
+    let refused = apppass::open(&settings("?sslmode=disable", Some(pg.ca()))).await;
+    assert!(refused.is_err(), "no TLS: pg_hba refuses");
+    // Mozilla's roots do not know the test CA.
+    let unknown = apppass::open(&settings("?sslmode=require", None)).await;
+    let Err(e) = unknown else {
+        panic!("a server certificate from an unknown CA was accepted")
+    };
+    assert!(e.to_string().contains("certificate"), "{e}");
 }
 
 /// Two instances claiming due standing checks at the same moment never

@@ -20,6 +20,7 @@ pub mod conformance;
 pub mod login;
 mod notify;
 pub mod password;
+mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 pub mod standing;

@@ -2,24 +2,27 @@
 //! [`CHANNEL`] ends this instance's affected sessions (a revoked password's,
 //! a disabled user's). Logins need no announcement: nothing is cached.
 
+use super::pg_tls::Rustls;
 use super::postgres::CHANNEL;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
 /// Follows the other instances' announcements for as long as the store is
 /// open: ends this instance's sessions of revoked passwords and disabled
 /// users. A lost connection is opened again after a second.
-pub(super) async fn listen(config: tokio_postgres::Config) {
+pub(super) async fn listen(config: tokio_postgres::Config, tls: Rustls) {
     loop {
-        if let Err(e) = listen_once(&config).await {
+        if let Err(e) = listen_once(&config, &tls).await {
             tracing::warn!("app-password store: PostgreSQL LISTEN: {e}; retrying in 1 s");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-async fn listen_once(config: &tokio_postgres::Config) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    tls: &Rustls,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {

@@ -8,6 +8,7 @@
 //! or belong to a disabled user ([`super::notify`]).
 
 use super::password::{self, HashKey};
+use super::pg_tls::Rustls;
 use super::standing::Sealer;
 use super::{AppPassword, BoxFuture, Due, LastUse, SignIn, Standing, Store, StoreError, Verified};
 use crate::config::StoreSettings;
@@ -15,7 +16,7 @@ use crate::secret::Secret;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::RwLock;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 /// Where instances announce changes.
 pub const CHANNEL: &str = "oauthbearer_proxy_app_passwords";
@@ -58,6 +59,7 @@ const COLUMNS: &str = "p.id, p.owner, p.name, p.created, p.last_used, p.last_cli
 
 pub struct PgStore {
     config: tokio_postgres::Config,
+    tls: Rustls,
     client: RwLock<Arc<Client>>,
     key: HashKey,
     sealer: Sealer,
@@ -76,15 +78,29 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("PostgreSQL: {e}"))
 }
 
-/// Connects, driving the connection on `handle`.
+/// `e` and what caused it ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
+/// Connects (TLS as the URL's `sslmode` says), driving the connection on
+/// `handle`.
 async fn connect(
     config: &tokio_postgres::Config,
+    tls: &Rustls,
     handle: &tokio::runtime::Handle,
 ) -> Result<Client, StoreError> {
-    let (client, connection) = tokio::time::timeout(TIMEOUT, config.connect(NoTls))
+    let (client, connection) = tokio::time::timeout(TIMEOUT, config.connect(tls.clone()))
         .await
         .map_err(|_| unavailable("connecting timed out"))?
-        .map_err(unavailable)?;
+        .map_err(|e| unavailable(with_causes(&e)))?;
     handle.spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!("app-password store: PostgreSQL connection ended: {e}");
@@ -105,15 +121,19 @@ impl PgStore {
         }
         config.connect_timeout(TIMEOUT);
         config.application_name("oauthbearer-proxy");
+        let connector = crate::tls::connector(settings.ca.as_deref())
+            .map_err(|e| StoreError::Invalid(format!("`store.ca`: {e}")))?;
+        let tls = Rustls(connector);
         let handle = tokio::runtime::Handle::current();
-        let mut client = connect(&config, &handle).await?;
+        let mut client = connect(&config, &tls, &handle).await?;
         migrate(&mut client).await.map_err(unavailable)?;
         let key = hash_key(&client, settings.hash_key.as_ref()).await?;
         let listener = handle
-            .spawn(super::notify::listen(config.clone()))
+            .spawn(super::notify::listen(config.clone(), tls.clone()))
             .abort_handle();
         Ok(Self {
             config,
+            tls,
             client: RwLock::new(Arc::new(client)),
             sealer: Sealer::new(&key),
             key,
@@ -130,7 +150,7 @@ impl PgStore {
         }
         let mut slot = self.client.write().await;
         if slot.is_closed() {
-            *slot = Arc::new(connect(&self.config, &self.handle).await?);
+            *slot = Arc::new(connect(&self.config, &self.tls, &self.handle).await?);
         }
         Ok(slot.clone())
     }

@@ -8,6 +8,7 @@
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +31,8 @@ pub struct RawStore {
     pub url: Option<String>,
     pub password: Option<Secret>,
     pub hash_key: Option<Secret>,
+    /// PostgreSQL: the CA that signed the server's certificate.
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -35,6 +35,9 @@ pub struct StoreSettings {
     /// The key of the passwords' keyed hash (a secret value, at least 32
     /// characters); without it one is generated once and kept in the store.
     pub hash_key: Option<Secret>,
+    /// PostgreSQL over TLS: the CA of the server's certificate (PEM);
+    /// without it, Mozilla's roots.
+    pub ca: Option<PathBuf>,
 }
 
 impl Default for StoreSettings {
@@ -45,6 +48,7 @@ impl Default for StoreSettings {
             )),
             password: None,
             hash_key: None,
+            ca: None,
         }
     }
 }
@@ -77,10 +81,17 @@ pub(super) fn store(raw: Option<RawStore>) -> Result<StoreSettings> {
             "must be at least 32 characters (e.g. `openssl rand -hex 32`)",
         ));
     }
+    if raw.ca.is_some() && matches!(url, StoreUrl::Sqlite(_)) {
+        return Err(ConfigError::new(
+            "store.ca",
+            "is only used with a \"postgres://\" url",
+        ));
+    }
     Ok(StoreSettings {
         url,
         password,
         hash_key,
+        ca: raw.ca,
     })
 }
 
@@ -134,5 +145,21 @@ mod tests {
         ));
         assert!(store_url("postgres://proxy:pw@127.0.0.1:5432/mail").is_err());
         assert!(store_url("mysql://x").is_err());
+    }
+
+    #[test]
+    fn the_ca_is_for_postgresql_only() {
+        let raw = |url: &str| RawStore {
+            url: Some(url.into()),
+            ca: Some("/etc/ssl/db-ca.pem".into()),
+            ..RawStore::default()
+        };
+        let pg = store(Some(raw("postgres://p@db/mail?sslmode=require"))).unwrap();
+        assert_eq!(
+            pg.ca.as_deref(),
+            Some(std::path::Path::new("/etc/ssl/db-ca.pem"))
+        );
+        let e = store(Some(raw("sqlite:///tmp/x.db"))).unwrap_err();
+        assert!(e.to_string().contains("store.ca"), "{e}");
     }
 }

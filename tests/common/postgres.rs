@@ -42,6 +42,21 @@ fn as_postgres(program: PathBuf) -> Command {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// A server that takes TCP connections over TLS only (`hostssl`), with
+    /// a test CA's certificate for 127.0.0.1; the CA is [`Self::ca`].
+    pub fn start_tls() -> Postgres {
+        Self::start_with(true)
+    }
+
+    /// The test CA of a [`Self::start_tls`] server.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("certs/ca.pem")
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
@@ -64,6 +79,11 @@ impl Postgres {
                 .args(["-E", "UTF8", "--no-sync"]),
         );
         assert!(out.status.success(), "initdb: {out:?}");
+        let ssl = if tls {
+            tls_only(dir.path(), &data)
+        } else {
+            String::new()
+        };
         for _ in 0..3 {
             let port = super::free_port();
             let out = super::run(
@@ -74,7 +94,7 @@ impl Postgres {
                     .arg(dir.path().join("postgres.log"))
                     .arg("-o")
                     .arg(format!(
-                        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{ssl}",
                         dir.path().display()
                     ))
                     .args(["-w", "-t", "30", "start"]),
@@ -104,6 +124,36 @@ impl Postgres {
         let text = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
         text.lines().next()?.trim().parse().ok()
     }
+}
+
+/// Test certificates for the server (readable by `postgres`, the key
+/// 0600) and a `pg_hba.conf` that refuses TCP without TLS; returns the
+/// server options that switch TLS on.
+fn tls_only(dir: &std::path::Path, data: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let certs = dir.join("certs");
+    let script = super::manifest_dir().join("certs/make-test-certs.sh");
+    let out = super::run(Command::new("bash").arg(script).arg(&certs));
+    assert!(out.status.success(), "make-test-certs.sh: {out:?}");
+    std::fs::set_permissions(&certs, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for f in ["cert.pem", "key.pem", "ca.pem"] {
+        let out = super::run(Command::new("chown").arg("postgres").arg(certs.join(f)));
+        assert!(out.status.success(), "chown: {out:?}");
+    }
+    let hba = data.join("pg_hba.conf");
+    let text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+    let tls_only: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("host ") {
+            Some(rest) => format!("hostssl {rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&hba, tls_only).expect("pg_hba.conf");
+    format!(
+        " -c ssl=on -c ssl_cert_file={0}/cert.pem -c ssl_key_file={0}/key.pem",
+        certs.display()
+    )
 }
 
 impl Drop for Postgres {
