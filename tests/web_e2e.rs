@@ -355,3 +355,84 @@ fn signing_out_at_the_provider_ends_the_users_mail_sessions_within_a_second() {
     bob.send("DONE\r\nd NOOP\r\n");
     assert!(bob.until("d ").last().unwrap().starts_with("d OK"));
 }
+
+/// `curl -sk` with `args`: the headers and body it printed.
+fn curl(args: &[&str]) -> String {
+    let out = run(Command::new("curl").args(["-sk", "-D", "-"]).args(args));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `redirect_uri` the site's sign-in sends browsers to the provider with.
+fn redirect_uri(location_headers: &str) -> String {
+    let location = location_headers
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap_or_else(|| panic!("no redirect: {location_headers}"));
+    let url = url::Url::parse(location.trim()).expect("a URL");
+    let found = url.query_pairs().find(|(k, _)| k == "redirect_uri");
+    found.map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
+
+/// SIGHUP: a second site listener starts, the first one's `public-url`
+/// changes in place, a sign-in begun before the reload is still known
+/// after it; removing the second listener closes its port.
+#[test]
+fn a_reload_changes_the_site_in_place_and_keeps_sign_ins_under_way() {
+    let peers = peers_read();
+    let (port, second) = (free_port(), free_port());
+    let store = tempfile::tempdir().expect("tempdir");
+    let proxy = Proxy::start(&peers, &site_config(&peers, port, &store));
+    let jar = store.path().join("cookies");
+    let jar = jar.to_str().expect("path");
+    let site = format!("https://127.0.0.1:{port}");
+    let before = curl(&["-c", jar, &format!("{site}/signin")]);
+    assert_eq!(redirect_uri(&before), format!("{site}/oidc/callback"));
+    let state = url::Url::parse(
+        before
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .expect("location")
+            .trim(),
+    )
+    .expect("url")
+    .query_pairs()
+    .find(|(k, _)| k == "state")
+    .map(|(_, v)| v.into_owned())
+    .expect("state");
+
+    let base = std::fs::read_to_string(&proxy.config_path).expect("config");
+    let moved = base.replace(
+        &format!("public-url = \"{site}/\""),
+        &format!("public-url = \"https://localhost:{port}/\""),
+    );
+    let with_second = format!(
+        "{moved}\n[listener.account2]\nprotocol = \"https\"\nbind = \"127.0.0.1:{second}\"\ndirectory = \"test\"\n"
+    );
+    std::fs::write(&proxy.config_path, with_second).expect("write");
+    proxy.signal("HUP");
+    wait_log(&proxy, "configuration reloaded");
+    let after = curl(&[&format!("{site}/signin")]);
+    assert_eq!(
+        redirect_uri(&after),
+        format!("https://localhost:{port}/oidc/callback"),
+        "the running listener took the new public-url"
+    );
+    let other = curl(&[&format!("https://127.0.0.1:{second}/")]);
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    // The sign-in begun before the reload: its state is still known, so the
+    // (made-up) code goes to the provider, which refuses it.
+    let callback = curl(&[
+        "-b",
+        jar,
+        &format!("{site}/oidc/callback?code=made-up&state={state}"),
+    ]);
+    assert!(callback.contains("refused the sign-in"), "{callback}");
+
+    std::fs::write(&proxy.config_path, &moved).expect("write");
+    proxy.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", second)).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "{second} still open");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

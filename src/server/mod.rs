@@ -55,6 +55,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
         http: Arc::new(crate::http::Shared::default()),
         log_json: config.server.log_json,
         bound: BTreeMap::new(),
+        sites: crate::web::sites::Sites::default(),
         sessions: Arc::new(Sessions::default()),
         workers: Workers::start(config.server.workers)?,
     };
@@ -64,9 +65,6 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
         tracing::info!(address = %addr, "serving HTTP (metrics, health, back-channel logout)");
         let router = crate::http::router(server.http.clone());
         tokio::spawn(crate::http::serve(socket, router));
-    }
-    if !config.web.is_empty() {
-        start_web(&config).await?;
     }
     if let Some(path) = &config.server.control_socket {
         let socket = crate::control::server::bind(path).await?;
@@ -120,26 +118,25 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-/// The `https` listeners (the app-password site), with the store `apply`
-/// opened (the site's listener counts as one that uses app passwords). A
-/// user the standing check finds disabled has every session ended (token
-/// logins included) and their app passwords refused, on every instance.
-async fn start_web(config: &Config) -> Result<(), String> {
-    let store = crate::apppass::installed().ok_or("the app-password store is not open")?;
-    let standing = store.clone();
-    let disabled: crate::web::standing::Disabled = Arc::new(move |user: &str| {
+/// What the standing check does with a user the provider refused: every
+/// session of the user ends (token logins included) and the store refuses
+/// their app passwords, on every instance.
+fn disabled_at_the_provider() -> crate::web::standing::Disabled {
+    Arc::new(|user: &str| {
         let selector = crate::sessions::Selector::User(user.to_string());
         let ended =
             crate::sessions::Registry::shared().end(&selector, crate::sessions::Reason::Revoked);
         tracing::warn!(user = %user, sessions = ended, "disabled at the provider: sessions ended, app passwords refused");
-        let (store, user) = (standing.clone(), user.to_string());
+        let Some(store) = crate::apppass::installed() else {
+            return;
+        };
+        let user = user.to_string();
         tokio::spawn(async move {
             if let Err(e) = store.set_standing(&user, false).await {
                 tracing::error!(user = %user, "cannot record the provider's verdict in the store: {e}");
             }
         });
-    });
-    crate::web::serve::start(config, store, disabled).await
+    })
 }
 
 /// The running listeners, keyed by bound address, and the open sessions.
@@ -152,6 +149,8 @@ struct Server {
     http: Arc<crate::http::Shared>,
     log_json: bool,
     bound: BTreeMap<SocketAddr, Bound>,
+    /// The `https` listeners (the app-password site).
+    sites: crate::web::sites::Sites,
     sessions: Arc<Sessions>,
     workers: Workers,
 }
@@ -164,12 +163,20 @@ struct Bound {
 }
 
 impl Server {
-    /// Makes the listeners match `config`: binds new addresses first (all
-    /// or nothing), then swaps the service of addresses that stay, starts
-    /// the new ones and closes those no longer configured. Established
-    /// sessions keep the service they started with.
+    /// Makes the listeners match `config`: builds the sites and binds new
+    /// addresses first (all or nothing), then swaps the service of
+    /// addresses that stay, starts the new ones and closes those no longer
+    /// configured. Established sessions keep the service they started with.
     async fn apply(&mut self, config: &Config) -> Result<(), String> {
         crate::apppass::ensure(config).await?;
+        let sites = self
+            .sites
+            .prepare(
+                config,
+                crate::apppass::installed(),
+                &disabled_at_the_provider(),
+            )
+            .await?;
         let services = build_after(config, &self.validators())?;
         let mut wanted: BTreeMap<SocketAddr, Arc<Service>> = BTreeMap::new();
         for svc in &services {
@@ -233,6 +240,7 @@ impl Server {
                 b.service.send_replace(svc);
             }
         }
+        self.sites.commit(sites);
         self.http.set_directories(self.validators());
         Ok(())
     }

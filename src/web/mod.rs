@@ -10,7 +10,8 @@
 //! - [`setup`]: autoconfig and `.mobileconfig`;
 //! - [`standing`]: the standing check (the store keeps the refresh tokens);
 //! - [`crypto`], [`state`], [`serve`]: HMAC and random values, what is
-//!   remembered between requests, TLS + HTTP/1.1 serving.
+//!   remembered between requests, TLS + HTTP/1.1 serving;
+//! - [`sites`]: the running sites, swapped on reload.
 
 pub mod crypto;
 pub mod flow;
@@ -19,6 +20,7 @@ pub(crate) mod pages;
 pub mod serve;
 pub mod setup;
 mod signin;
+pub mod sites;
 pub mod standing;
 pub mod state;
 
@@ -42,9 +44,9 @@ pub struct Site {
     pub fields: Fields,
     pub identity: IdentityField,
     pub case: IdentityCase,
-    pub signer: crypto::Signer,
-    pub flows: state::Expiring<state::Flow>,
-    pub sessions: state::Expiring<state::Session>,
+    pub signer: Arc<crypto::Signer>,
+    pub flows: Arc<state::Expiring<state::Flow>>,
+    pub sessions: Arc<state::Expiring<state::Session>>,
     pub store: Arc<dyn Store>,
     /// The directory users sign in with, and its `app-passwords.*`.
     pub directory: String,
@@ -86,6 +88,7 @@ impl Site {
             Some(k) => crypto::Signer::new(k.expose().as_bytes()),
             None => crypto::Signer::random().map_err(|e| e.to_string())?,
         };
+        let signer = Arc::new(signer);
         let (identity, case) = identity_of(config, &listener.directory);
         Ok(Self {
             provider,
@@ -93,8 +96,8 @@ impl Site {
             identity,
             case,
             signer,
-            flows: state::Expiring::new(state::FLOW_TTL),
-            sessions: state::Expiring::new(state::SESSION_TTL),
+            flows: Arc::new(state::Expiring::new(state::FLOW_TTL)),
+            sessions: Arc::new(state::Expiring::new(state::SESSION_TTL)),
             store,
             directory: directory.name.clone(),
             app_passwords: directory.app_passwords.clone(),
@@ -102,6 +105,22 @@ impl Site {
             hostname: config.server.hostname.clone(),
             templates: templates()?,
         })
+    }
+
+    /// Takes over what `old` (the same listener before a reload) holds
+    /// for its browsers: sign-ins under way and sessions, with the signing
+    /// key when it is the same one (`same_key`: the configured key did not
+    /// change, or none is configured). Sessions only while users still
+    /// sign in with the same directory.
+    pub fn carry_over(&mut self, old: &Site, same_key: bool) {
+        if !same_key {
+            return;
+        }
+        self.signer = old.signer.clone();
+        self.flows = old.flows.clone();
+        if old.directory == self.directory {
+            self.sessions = old.sessions.clone();
+        }
     }
 
     /// Renders the page `name` with `context`.

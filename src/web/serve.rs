@@ -11,7 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 pub const MAX_CONNECTIONS: usize = 256;
@@ -25,8 +25,17 @@ pub fn acceptor(tls: &crate::config::TlsFiles) -> Result<TlsAcceptor, String> {
         .map_err(|e| format!("`server.tls`: {e}"))
 }
 
-/// Serves `router` over TLS on an already bound socket, forever.
-pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router) {
+/// What a site's socket serves: the routes and the certificate. A reload
+/// sends a new one; connections already open keep theirs.
+#[derive(Clone)]
+pub struct Current {
+    pub router: Router,
+    pub acceptor: TlsAcceptor,
+}
+
+/// Serves what `current` holds over TLS on an already bound socket, until
+/// the task is aborted.
+pub async fn serve(listener: TcpListener, current: watch::Receiver<Current>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -40,8 +49,8 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router)
                 continue;
             }
         };
-        let service = TowerToHyperService::new(router.clone());
-        let acceptor = acceptor.clone();
+        let Current { router, acceptor } = current.borrow().clone();
+        let service = TowerToHyperService::new(router);
         tokio::spawn(async move {
             let _slot = slot;
             let tls = match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
@@ -62,41 +71,4 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, router: Router)
             }
         });
     }
-}
-
-/// Starts every `https` listener of `config` with `store`, and one
-/// standing check per directory users sign in with. The sites keep this
-/// configuration until a restart.
-pub async fn start(
-    config: &crate::config::Config,
-    store: Arc<dyn crate::apppass::Store>,
-    disabled: super::standing::Disabled,
-) -> Result<(), String> {
-    let tls = config
-        .server
-        .tls
-        .as_ref()
-        .ok_or("`server.tls` is required")?;
-    let acceptor = acceptor(tls)?;
-    let mut checked = std::collections::BTreeSet::new();
-    for listener in &config.web {
-        let site = Arc::new(super::Site::new(config, listener, store.clone())?);
-        if checked.insert(listener.directory.clone()) {
-            tokio::spawn(super::standing::run(super::standing::Check {
-                provider: site.provider.clone(),
-                store: store.clone(),
-                directory: site.directory.clone(),
-                settings: site.app_passwords.clone(),
-                disabled: disabled.clone(),
-            }));
-        }
-        for addr in &listener.binds {
-            let socket = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("listener `{}`: cannot bind {addr}: {e}", listener.name))?;
-            tracing::info!(listener = %listener.name, address = %addr, "serving the app-password site");
-            tokio::spawn(serve(socket, acceptor.clone(), super::router(site.clone())));
-        }
-    }
-    Ok(())
 }
