@@ -8,7 +8,7 @@
 //! - [`password`]: generating, recognising and hashing app passwords;
 //! - [`sqlite`]: the default store, one SQLite file (WAL);
 //! - [`postgres`]: PostgreSQL, for several proxy instances (LISTEN/NOTIFY
-//!   ends sessions everywhere, [`notify`]; there is no local cache to go stale);
+//!   ends sessions everywhere; there is no local cache to go stale);
 //! - [`login`]: the login with an app password (`app-passwords = true`).
 //!
 //! [`open`] opens the configured store; [`installed`] is the process's one
@@ -18,9 +18,7 @@ mod cache;
 #[doc(hidden)]
 pub mod conformance;
 pub mod login;
-mod notify;
 pub mod password;
-mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 pub mod standing;

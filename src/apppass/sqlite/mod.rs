@@ -7,41 +7,11 @@ use super::standing::Sealer;
 use super::{AppPassword, BoxFuture, Due, LastUse, SignIn, Standing, Store, StoreError, Verified};
 use crate::config::StoreSettings;
 use crate::secret::Secret;
+mod schema;
+
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-/// Each entry moves the schema from its index to the next version.
-const MIGRATIONS: &[&str] = &[
-    "
-    CREATE TABLE app_password_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE app_password_users (
-        owner TEXT PRIMARY KEY,
-        disabled INTEGER NOT NULL DEFAULT 0,
-        checked INTEGER NOT NULL
-    );
-    CREATE TABLE app_passwords (
-        id TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        name TEXT NOT NULL,
-        hash BLOB NOT NULL UNIQUE,
-        created INTEGER NOT NULL,
-        last_used INTEGER,
-        last_client TEXT,
-        last_protocol TEXT,
-        UNIQUE (owner, name)
-    );
-",
-    "
-    ALTER TABLE app_password_users ADD COLUMN directory TEXT;
-    ALTER TABLE app_password_users ADD COLUMN refresh BLOB;
-    ALTER TABLE app_password_users ADD COLUMN valid_until INTEGER;
-    ALTER TABLE app_password_users ADD COLUMN next_check INTEGER;
-    CREATE INDEX app_password_users_due ON app_password_users (directory, next_check)
-        WHERE refresh IS NOT NULL;
-",
-];
 
 const COLUMNS: &str = "p.id, p.owner, p.name, p.created, p.last_used, p.last_client, \
                        p.last_protocol, p.hash, COALESCE(u.disabled, 0), u.valid_until";
@@ -61,7 +31,7 @@ impl SqliteStore {
         let path = path.to_path_buf();
         let configured = settings.hash_key.clone();
         let shown = path.clone();
-        let (conn, key) = tokio::task::spawn_blocking(move || open_blocking(&path, configured))
+        let (conn, key) = tokio::task::spawn_blocking(move || schema::open(&path, configured))
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", shown.display())))?;
@@ -89,64 +59,6 @@ impl SqliteStore {
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))
     }
-}
-
-fn open_blocking(path: &Path, configured: Option<Secret>) -> Result<(Connection, HashKey), String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create its directory: {e}"))?;
-    }
-    let conn = Connection::open(path).map_err(|e| e.to_string())?;
-    // The file holds hashes only, but nobody else needs to read it.
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(format!("cannot switch to WAL (journal_mode is {mode})"));
-    }
-    conn.execute_batch("PRAGMA synchronous = NORMAL;")
-        .map_err(|e| e.to_string())?;
-    migrate(&conn).map_err(|e| format!("schema migration failed: {e}"))?;
-    let key = hash_key(&conn, configured).map_err(|e| e.to_string())?;
-    Ok((conn, key))
-}
-
-/// Brings the schema up to date inside one write transaction, so two
-/// processes opening a new file at once do not both migrate it.
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = (|| {
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            conn.execute_batch(sql)?;
-            conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-        }
-        Ok(())
-    })();
-    conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
-    result
-}
-
-/// The configured key, else the one generated on first start.
-fn hash_key(conn: &Connection, configured: Option<Secret>) -> rusqlite::Result<HashKey> {
-    if let Some(k) = configured {
-        return Ok(HashKey::from_secret(k.expose()));
-    }
-    let fresh = password::random_hex(32).map_err(|e| {
-        rusqlite::Error::InvalidParameterName(format!("no key could be generated: {e}"))
-    })?;
-    conn.execute(
-        "INSERT OR IGNORE INTO app_password_meta (key, value) VALUES ('hash-key', ?1)",
-        params![fresh],
-    )?;
-    let stored: String = conn.query_row(
-        "SELECT value FROM app_password_meta WHERE key = 'hash-key'",
-        [],
-        |r| r.get(0),
-    )?;
-    Ok(HashKey::from_secret(&stored))
 }
 
 fn record(r: &Row<'_>) -> rusqlite::Result<(Verified, Vec<u8>)> {
@@ -426,77 +338,4 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn open(dir: &Path, key: Option<&str>) -> SqliteStore {
-        let settings = StoreSettings {
-            hash_key: key.map(Secret::new),
-            ..StoreSettings::default()
-        };
-        SqliteStore::open(&dir.join("sub/store.db"), &settings)
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        super::super::conformance::run(&open(dir.path(), None).await, "").await;
-    }
-
-    #[tokio::test]
-    async fn created_on_first_start_in_wal_with_no_password_in_clear() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path(), None).await;
-        let (_, secret) = store.create("alice@example.com", "Phone").await.unwrap();
-        let refresh = "a-refresh-token-kept-for-the-standing-check";
-        let sign_in = SignIn {
-            directory: "idp",
-            user: "alice@example.com",
-            refresh: Some(Secret::new(refresh)),
-            valid_until: 2,
-            next_check: 1,
-        };
-        store.signed_in(sign_in).await.unwrap();
-        drop(store);
-        let path = dir.path().join("sub/store.db");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        // Reopened: same generated key, the schema is not migrated twice.
-        let store = open(dir.path(), None).await;
-        let found = store.verify(secret.expose().as_bytes()).await.unwrap();
-        assert!(found.is_some());
-        let due = store.due("idp", 1, 2).await.unwrap();
-        assert_eq!(due.first().map(|d| d.refresh.expose()), Some(refresh));
-        let journal: String = store
-            .run(|c| c.query_row("PRAGMA journal_mode", [], |r| r.get(0)))
-            .await
-            .unwrap();
-        assert_eq!(journal, "wal");
-        drop(store);
-        let bare: String = secret.expose().chars().filter(|&c| c != '-').collect();
-        for file in std::fs::read_dir(dir.path().join("sub")).unwrap() {
-            let bytes = std::fs::read(file.unwrap().path()).unwrap();
-            for needle in [secret.expose(), bare.as_str(), refresh] {
-                assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()));
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn a_configured_key_is_the_hash_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = "a configured key of at least 32 characters";
-        let store = open(dir.path(), Some(key)).await;
-        let (_, secret) = store.create("alice@example.com", "Phone").await.unwrap();
-        drop(store);
-        // Without the key (the generated one instead) nothing matches.
-        let store = open(dir.path(), None).await;
-        let found = store.verify(secret.expose().as_bytes()).await.unwrap();
-        assert!(found.is_none());
-        let store = open(dir.path(), Some(key)).await;
-        let found = store.verify(secret.expose().as_bytes()).await.unwrap();
-        assert!(found.is_some());
-    }
-}
+mod tests;

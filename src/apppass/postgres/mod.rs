@@ -5,16 +5,20 @@
 //! every other at its next login. What cannot be asked for is an open
 //! session: each change is announced with `NOTIFY` on [`CHANNEL`], and every
 //! instance `LISTEN`s and ends its own sessions that used a revoked password
-//! or belong to a disabled user ([`super::notify`]).
+//! or belong to a disabled user ([`notify`]).
+
+mod notify;
+mod schema;
+mod tls;
 
 use super::password::{self, HashKey};
-use super::pg_tls::Rustls;
 use super::standing::Sealer;
 use super::{AppPassword, BoxFuture, Due, LastUse, SignIn, Standing, Store, StoreError, Verified};
 use crate::config::StoreSettings;
 use crate::secret::Secret;
 use std::sync::Arc;
 use std::time::Duration;
+use tls::Rustls;
 use tokio::sync::RwLock;
 use tokio_postgres::{Client, Row};
 
@@ -22,37 +26,6 @@ use tokio_postgres::{Client, Row};
 pub const CHANNEL: &str = "oauthbearer_proxy_app_passwords";
 /// One query, connection included, at most this long.
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// Serialises schema migrations between instances starting together.
-const MIGRATION_LOCK: i64 = 0x6f61_7574_6870_7078;
-
-const MIGRATIONS: &[&str] = &[
-    "
-    CREATE TABLE app_password_users (
-        owner TEXT PRIMARY KEY,
-        disabled BOOLEAN NOT NULL DEFAULT FALSE,
-        checked BIGINT NOT NULL
-    );
-    CREATE TABLE app_passwords (
-        id TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        name TEXT NOT NULL,
-        hash BYTEA NOT NULL UNIQUE,
-        created BIGINT NOT NULL,
-        last_used BIGINT,
-        last_client TEXT,
-        last_protocol TEXT,
-        UNIQUE (owner, name)
-    );
-",
-    "
-    ALTER TABLE app_password_users ADD COLUMN directory TEXT;
-    ALTER TABLE app_password_users ADD COLUMN refresh BYTEA;
-    ALTER TABLE app_password_users ADD COLUMN valid_until BIGINT;
-    ALTER TABLE app_password_users ADD COLUMN next_check BIGINT;
-    CREATE INDEX app_password_users_due ON app_password_users (directory, next_check)
-        WHERE refresh IS NOT NULL;
-",
-];
 
 const COLUMNS: &str = "p.id, p.owner, p.name, p.created, p.last_used, p.last_client, \
                        p.last_protocol, p.hash, COALESCE(u.disabled, FALSE), u.valid_until";
@@ -126,10 +99,10 @@ impl PgStore {
         let tls = Rustls(connector);
         let handle = tokio::runtime::Handle::current();
         let mut client = connect(&config, &tls, &handle).await?;
-        migrate(&mut client).await.map_err(unavailable)?;
-        let key = hash_key(&client, settings.hash_key.as_ref()).await?;
+        schema::migrate(&mut client).await.map_err(unavailable)?;
+        let key = schema::hash_key(&client, settings.hash_key.as_ref()).await?;
         let listener = handle
-            .spawn(super::notify::listen(config.clone(), tls.clone()))
+            .spawn(notify::listen(config.clone(), tls.clone()))
             .abort_handle();
         Ok(Self {
             config,
@@ -172,57 +145,6 @@ impl PgStore {
             .await
             .map(drop)
     }
-}
-
-async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS app_password_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    )
-    .await?;
-    let version: i64 = tx
-        .query_opt(
-            "SELECT value::BIGINT FROM app_password_meta WHERE key = 'schema-version'",
-            &[],
-        )
-        .await?
-        .map_or(0, |r| r.get(0));
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        tx.batch_execute(sql).await?;
-        tx.execute(
-            "INSERT INTO app_password_meta (key, value) VALUES ('schema-version', $1) \
-             ON CONFLICT (key) DO UPDATE SET value = $1",
-            &[&(i + 1).to_string()],
-        )
-        .await?;
-    }
-    tx.commit().await
-}
-
-/// The configured key, else the one the first instance generated.
-async fn hash_key(client: &Client, configured: Option<&Secret>) -> Result<HashKey, StoreError> {
-    if let Some(k) = configured {
-        return Ok(HashKey::from_secret(k.expose()));
-    }
-    let fresh = password::random_hex(32).map_err(StoreError::Unavailable)?;
-    client
-        .execute(
-            "INSERT INTO app_password_meta (key, value) VALUES ('hash-key', $1) \
-             ON CONFLICT (key) DO NOTHING",
-            &[&fresh],
-        )
-        .await
-        .map_err(unavailable)?;
-    let row = client
-        .query_one(
-            "SELECT value FROM app_password_meta WHERE key = 'hash-key'",
-            &[],
-        )
-        .await
-        .map_err(unavailable)?;
-    Ok(HashKey::from_secret(row.get::<_, &str>(0)))
 }
 
 fn record(r: &Row) -> Result<(Verified, Vec<u8>), tokio_postgres::Error> {

@@ -2,8 +2,8 @@
 //! [`CHANNEL`] ends this instance's affected sessions (a revoked password's,
 //! a disabled user's). Logins need no announcement: nothing is cached.
 
-use super::pg_tls::Rustls;
-use super::postgres::CHANNEL;
+use super::tls::Rustls;
+use super::CHANNEL;
 use std::time::Duration;
 
 /// Follows the other instances' announcements for as long as the store is
@@ -50,9 +50,9 @@ fn announced(payload: &str) {
     let ended = match payload.split_once(' ') {
         Some(("revoked", ids)) => {
             let ids: Vec<String> = ids.split(' ').map(str::to_string).collect();
-            super::end_sessions(&ids)
+            crate::apppass::end_sessions(&ids)
         }
-        Some(("disabled", user)) => super::end_user_sessions(user),
+        Some(("disabled", user)) => crate::apppass::end_user_sessions(user),
         _ => 0,
     };
     if ended > 0 {
