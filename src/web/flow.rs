@@ -233,13 +233,28 @@ impl Provider {
             .map_err(|e| Refusal::Unavailable(e.reason()))
     }
 
-    /// Uses a refresh token (RFC 6749 §6): is the user still active?
+    /// Uses a refresh token (RFC 6749 §6): is the user still active? Any
+    /// 400 or 401 (or an empty answer) says no, except `invalid_client`,
+    /// which is about the site's credentials and says nothing of the user.
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<Standing, Refusal> {
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
         ];
         let (status, body) = self.token_request(&form).await?;
+        let error = body
+            .as_ref()
+            .and_then(|b| b.get("error"))
+            .and_then(Value::as_str);
+        if matches!(status, 400 | 401) && error == Some("invalid_client") {
+            // The provider refused the site, not the user: a rotated
+            // `client.secret` must not disable every user at once.
+            return Err(Refusal::Unavailable(
+                "the provider refused the site's own client credentials (invalid_client): \
+                 check `client.id` and `client.secret`"
+                    .into(),
+            ));
+        }
         Ok(match (status, body) {
             (200, Some(body)) if !body.is_empty() => Standing::Active(
                 body.get("refresh_token")

@@ -26,6 +26,8 @@ struct Answer {
     refuse: bool,
     /// Issue no refresh token (as providers without `offline_access` do).
     no_refresh: bool,
+    /// Refuse the client's own credentials (a rotated client secret).
+    invalid_client: bool,
 }
 
 type Shared = Arc<(String, Mutex<Answer>, Value)>;
@@ -50,6 +52,9 @@ async fn userinfo() -> Response {
 
 async fn token(AxState(s): AxState<Shared>) -> Response {
     let answer = s.1.lock().unwrap_or_else(|e| e.into_inner());
+    if answer.invalid_client {
+        return json_of(401, json!({"error": "invalid_client"}));
+    }
     if answer.refuse {
         return json_of(400, json!({"error": "invalid_grant"}));
     }
@@ -327,8 +332,14 @@ async fn the_standing_check_disables_on_refusal_and_keeps_when_unreachable() {
         Some("rt-alice"),
         "the rotated refresh token is kept"
     );
-    f.provider.1.lock().expect("lock").refuse = true;
+    // The provider refusing the site's own credentials disables nobody.
+    f.provider.1.lock().expect("lock").invalid_client = true;
     let round = check_due(&live, 100 + 2 * interval).await;
+    assert_eq!((round.active, round.unreachable), (0, 1));
+    assert!(seen.lock().expect("lock").is_empty());
+    f.provider.1.lock().expect("lock").invalid_client = false;
+    f.provider.1.lock().expect("lock").refuse = true;
+    let round = check_due(&live, 100 + 3 * interval).await;
     assert_eq!(round.disabled, [alice]);
     assert_eq!(*seen.lock().expect("lock"), [alice]);
 }
