@@ -55,6 +55,13 @@ pub struct SessionEndLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StandingLabels {
+    pub directory: String,
+    /// `active`, `refused`, `unreachable`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: String,
 }
@@ -72,6 +79,7 @@ pub struct Metrics {
     pub relayed_bytes: Family<BytesLabels, Counter>,
     pub reloads: Family<ResultLabels, Counter>,
     pub sessions_ended: Family<SessionEndLabels, Counter>,
+    pub standing_checks: Family<StandingLabels, Counter>,
     registry: Mutex<Registry>,
 }
 
@@ -93,6 +101,7 @@ impl Metrics {
             relayed_bytes: Family::default(),
             reloads: Family::default(),
             sessions_ended: Family::default(),
+            standing_checks: Family::default(),
             registry: Mutex::new(Registry::with_prefix("oauthbearer_proxy")),
         };
         {
@@ -147,6 +156,11 @@ impl Metrics {
                 "Relayed sessions the proxy ended because access ended, by reason",
                 m.sessions_ended.clone(),
             );
+            r.register(
+                "standing_checks",
+                "App-password standing checks (a user's refresh token used at the provider), by result",
+                m.standing_checks.clone(),
+            );
         }
         m
     }
@@ -173,6 +187,15 @@ impl Metrics {
             .get_or_create(&LoginLabels {
                 listener: listener.to_string(),
                 mechanism: mechanism.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn standing_check(&self, directory: &str, result: &str) {
+        self.standing_checks
+            .get_or_create(&StandingLabels {
+                directory: directory.to_string(),
                 result: result.to_string(),
             })
             .inc();

@@ -28,6 +28,10 @@ struct Answer {
     no_refresh: bool,
     /// Refuse the client's own credentials (a rotated client secret).
     invalid_client: bool,
+    /// Answer after this long; count the requests in flight meanwhile.
+    delay_ms: u64,
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 type Shared = Arc<(String, Mutex<Answer>, Value)>;
@@ -51,7 +55,15 @@ async fn userinfo() -> Response {
 }
 
 async fn token(AxState(s): AxState<Shared>) -> Response {
-    let answer = s.1.lock().unwrap_or_else(|e| e.into_inner());
+    let delay = {
+        let mut answer = s.1.lock().unwrap_or_else(|e| e.into_inner());
+        answer.in_flight += 1;
+        answer.most_in_flight = answer.most_in_flight.max(answer.in_flight);
+        answer.delay_ms
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    let mut answer = s.1.lock().unwrap_or_else(|e| e.into_inner());
+    answer.in_flight -= 1;
     if answer.invalid_client {
         return json_of(401, json!({"error": "invalid_client"}));
     }
@@ -365,4 +377,43 @@ async fn without_a_refresh_token_app_passwords_lapse_max_age_after_sign_in() {
     let found = f.store.store.verify(secret.expose().as_bytes()).await;
     let found = found.expect("verify").expect("found");
     assert!(!found.lapsed(until - 1) && found.lapsed(until));
+}
+
+#[tokio::test]
+async fn a_round_uses_at_most_eight_refresh_tokens_at_once() {
+    use super::standing::{check_due, Check, CONCURRENCY};
+    let f = fixture().await;
+    let c = config(&CONFIG.replace("http://127.0.0.1:9", &f.issuer)).expect("config");
+    let provider = flow::Provider::new(&c.directories["idp"], "https://x/oidc/callback".into());
+    let users: Vec<String> = (0..30).map(|i| format!("u{i}@example.com")).collect();
+    for user in &users {
+        let sign_in = crate::apppass::SignIn {
+            directory: "idp",
+            user,
+            refresh: Some(crate::secret::Secret::new("rt")),
+            valid_until: 1_000,
+            next_check: 100,
+        };
+        f.store.store.signed_in(sign_in).await.expect("signed in");
+    }
+    f.provider.1.lock().expect("lock").delay_ms = 50;
+    let check = Check {
+        provider: Arc::new(provider.expect("provider").expect("a client")),
+        store: f.store.store.clone(),
+        directory: "idp".into(),
+        settings: c.directories["idp"].app_passwords.clone(),
+        disabled: Arc::new(|_: &str| {}),
+    };
+    let started = std::time::Instant::now();
+    let round = check_due(&check, 100).await;
+    assert_eq!(round.active, users.len());
+    let most = f.provider.1.lock().expect("lock").most_in_flight;
+    assert!(most > 1 && most <= CONCURRENCY, "{most} at once");
+    // 30 answers of 50 ms each, 8 at a time: about 4 x 50 ms, not 1.5 s.
+    assert!(started.elapsed() < std::time::Duration::from_millis(1200));
+    let metrics = crate::metrics::global().render();
+    assert!(
+        metrics.contains("standing_checks_total{directory=\"idp\",result=\"active\"}"),
+        "{metrics}"
+    );
 }

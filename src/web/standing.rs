@@ -3,7 +3,8 @@
 //! refresh token, which keeps it sealed (`crate::apppass::standing`). Every
 //! few seconds [`check_due`] claims the users whose check is due (each at
 //! most once per `app-passwords.standing-check`, on one instance only) and
-//! uses each refresh token at the token endpoint:
+//! uses each refresh token at the token endpoint ([`CONCURRENCY`] at once;
+//! counted in `standing_checks_total{directory,result}`):
 //!
 //! - accepted: the user's app passwords work until now +
 //!   `unreachable-grace`; a rotated refresh token replaces the old one;
@@ -48,7 +49,18 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
 }
 
-/// One round at `now` (seconds since the epoch): every due user once.
+/// Refresh tokens in use at the provider at once, per directory.
+pub const CONCURRENCY: usize = 8;
+
+/// What the provider said of one user.
+enum Verdict {
+    Active,
+    Refused(String),
+    Unreachable,
+}
+
+/// One round at `now` (seconds since the epoch): every due user once, at
+/// most [`CONCURRENCY`] at a time.
 pub async fn check_due(check: &Check, now: i64) -> Round {
     let mut round = Round::default();
     let next = now + secs(check.settings.standing_check);
@@ -60,27 +72,62 @@ pub async fn check_due(check: &Check, now: i64) -> Round {
         }
     };
     let until = now + secs(check.settings.unreachable_grace);
-    for d in due {
-        match check.provider.refresh(&d.refresh).await {
-            Ok(Standing::Active(rotated)) => {
-                round.active += 1;
-                let rotated = rotated.map(crate::secret::Secret::new);
-                if let Err(e) = check.store.confirmed(&d.user, rotated, until).await {
-                    tracing::error!(user = %d.user, "standing check: cannot record the confirmation: {e}");
-                }
-            }
-            Ok(Standing::Refused) => {
-                tracing::warn!(user = %d.user, "standing check: the provider refused the user's refresh token: app passwords disabled");
-                (check.disabled)(&d.user);
-                round.disabled.push(d.user);
-            }
-            Err(e) => {
-                tracing::warn!(user = %d.user, "standing check: provider unreachable, standing kept (app passwords lapse after `unreachable-grace` without a confirmation): {e}");
-                round.unreachable += 1;
-            }
+    let mut running = tokio::task::JoinSet::new();
+    let mut due = due.into_iter();
+    loop {
+        while running.len() < CONCURRENCY {
+            let Some(d) = due.next() else { break };
+            let (provider, store) = (check.provider.clone(), check.store.clone());
+            running.spawn(async move { one(&provider, store.as_ref(), d, until).await });
         }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        let verdict = done.unwrap_or(Verdict::Unreachable);
+        let result = match verdict {
+            Verdict::Active => {
+                round.active += 1;
+                "active"
+            }
+            Verdict::Refused(user) => {
+                (check.disabled)(&user);
+                round.disabled.push(user);
+                "refused"
+            }
+            Verdict::Unreachable => {
+                round.unreachable += 1;
+                "unreachable"
+            }
+        };
+        crate::metrics::global().standing_check(&check.directory, result);
     }
     round
+}
+
+/// Uses one user's refresh token and records a confirmation.
+async fn one(
+    provider: &Provider,
+    store: &dyn Store,
+    d: crate::apppass::Due,
+    until: i64,
+) -> Verdict {
+    match provider.refresh(&d.refresh).await {
+        Ok(Standing::Active(rotated)) => {
+            let rotated = rotated.map(crate::secret::Secret::new);
+            if let Err(e) = store.confirmed(&d.user, rotated, until).await {
+                tracing::error!(user = %d.user, "standing check: cannot record the confirmation: {e}");
+            }
+            Verdict::Active
+        }
+        Ok(Standing::Refused) => {
+            tracing::warn!(user = %d.user, "standing check: the provider refused the user's refresh token: app passwords disabled");
+            Verdict::Refused(d.user)
+        }
+        Err(e) => {
+            tracing::warn!(user = %d.user, "standing check: provider unreachable, standing kept (app passwords lapse after `unreachable-grace` without a confirmation): {e}");
+            Verdict::Unreachable
+        }
+    }
 }
 
 /// How often the store is asked for due users.
