@@ -54,14 +54,21 @@ pub fn kick(config: &Config, config_path: &Path, target: Target) -> ExitCode {
 
 pub fn app_passwords_list(config: &Config, path: &Path, user: String, json: bool) -> ExitCode {
     match ask(config, path, &Request::AppPasswordsList { user }) {
-        Ok(Reply::AppPasswords { app_passwords }) => {
+        Ok(Reply::AppPasswords {
+            app_passwords,
+            standing,
+        }) => {
             if json {
-                match serde_json::to_string_pretty(&app_passwords) {
+                let both =
+                    serde_json::json!({"app_passwords": app_passwords, "standing": standing});
+                match serde_json::to_string_pretty(&both) {
                     Ok(s) => println!("{s}"),
                     Err(e) => return failed(&e.to_string()),
                 }
             } else {
                 print!("{}", client::app_password_table(&app_passwords));
+                let now = oauthbearer_proxy::idp::cache::unix_now();
+                println!("standing: {}", standing.describe(now));
             }
             ExitCode::SUCCESS
         }

@@ -188,6 +188,10 @@ fn sqlite_app_passwords_log_in_send_mail_and_stop_when_revoked() {
     loop {
         let list = admin(&proxy, &["app-passwords", "list", ALICE]);
         if list.contains("Phone") && list.contains("imap") && list.contains("127.0.0.1") {
+            assert!(
+                list.contains("standing: never signed in at the site: not checked"),
+                "{list}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "{list}");

@@ -223,6 +223,27 @@ pub(crate) fn now() -> i64 {
     crate::idp::cache::unix_now()
 }
 
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM` in UTC (civil from days,
+/// Howard Hinnant's algorithm): how the site, the logs and the
+/// administration commands show app-password times.
+pub fn utc(secs: i64) -> String {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}
+
 /// Ends the open sessions that logged in with these app passwords (by id).
 pub(crate) fn end_sessions(ids: &[String]) -> usize {
     if ids.is_empty() {

@@ -32,7 +32,7 @@ pub struct SignIn<'a> {
 }
 
 /// A user as the store sees them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Standing {
     /// The provider refused the user's refresh token.
     pub disabled: bool,
@@ -41,6 +41,28 @@ pub struct Standing {
     /// App passwords stop working then unless confirmed again (seconds
     /// since the epoch); `None` for a user who never signed in at the site.
     pub valid_until: Option<i64>,
+}
+
+impl Standing {
+    /// In words, at `now`, for the administration commands.
+    pub fn describe(&self, now: i64) -> String {
+        let date = |t: i64| format!("{} UTC", super::utc(t));
+        match (self.disabled, self.checked, self.valid_until) {
+            (true, _, _) => "refused by the provider's standing check: app passwords off until \
+                             the user signs in at the site again"
+                .into(),
+            (_, _, Some(t)) if t <= now => format!(
+                "lapsed at {} (no sign-in or confirmation by the provider since)",
+                date(t)
+            ),
+            (_, true, Some(t)) => format!(
+                "checked at the provider; confirmed until {} unless checked again",
+                date(t)
+            ),
+            (_, false, Some(t)) => format!("no refresh token: app passwords lapse at {}", date(t)),
+            _ => "never signed in at the site: not checked at the provider".into(),
+        }
+    }
 }
 
 /// A user whose standing check is due, with their refresh token.
@@ -115,6 +137,32 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standing_in_words() {
+        let s = |disabled, checked, valid_until| Standing {
+            disabled,
+            checked,
+            valid_until,
+        };
+        let t = 1_767_225_600; // 2026-01-01 00:00 UTC
+        assert!(s(false, false, None)
+            .describe(t)
+            .starts_with("never signed in"));
+        assert!(s(true, false, Some(t + 9))
+            .describe(t)
+            .starts_with("refused"));
+        assert_eq!(
+            s(false, true, Some(t + 60)).describe(t),
+            "checked at the provider; confirmed until 2026-01-01 00:01 UTC unless checked again"
+        );
+        assert!(s(false, false, Some(t + 60))
+            .describe(t)
+            .starts_with("no refresh token"));
+        assert!(s(false, true, Some(t))
+            .describe(t)
+            .starts_with("lapsed at 2026-01-01 00:00 UTC"));
+    }
 
     #[test]
     fn sealed_for_one_owner_and_key_only() {

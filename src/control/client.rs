@@ -98,14 +98,18 @@ pub fn app_password_table(list: &[crate::apppass::AppPassword]) -> String {
     );
     for p in list {
         let (at, from, protocol) = match &p.last_used {
-            Some(u) => (utc(u.at), u.client.as_str(), u.protocol.as_str()),
+            Some(u) => (
+                crate::apppass::utc(u.at),
+                u.client.as_str(),
+                u.protocol.as_str(),
+            ),
             None => ("never".to_string(), "-", "-"),
         };
         out.push_str(&format!(
             "{:<24} {:<12} {:<20} {:<20} {:<24} {}\n",
             p.name,
             p.id,
-            utc(p.created),
+            crate::apppass::utc(p.created),
             at,
             from,
             protocol
@@ -115,32 +119,11 @@ pub fn app_password_table(list: &[crate::apppass::AppPassword]) -> String {
     out
 }
 
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM` UTC.
-fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rest = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60
-    )
-}
-
 #[cfg(test)]
 mod app_password_tests {
     #[test]
     fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00");
-        assert_eq!(super::utc(1_796_215_380), "2026-12-02 12:43");
+        assert_eq!(crate::apppass::utc(0), "1970-01-01 00:00");
+        assert_eq!(crate::apppass::utc(1_796_215_380), "2026-12-02 12:43");
     }
 }

@@ -62,6 +62,9 @@ pub enum Reply {
     },
     AppPasswords {
         app_passwords: Vec<crate::apppass::AppPassword>,
+        /// The owner's standing at the provider.
+        #[serde(default)]
+        standing: crate::apppass::Standing,
     },
     Revoked {
         revoked: usize,

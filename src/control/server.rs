@@ -101,9 +101,12 @@ async fn one(stream: UnixStream, registry: &Registry) {
 pub async fn answer(request: Request, registry: &Registry) -> Reply {
     match request {
         Request::AppPasswordsList { user } => match crate::apppass::installed() {
-            Some(store) => match store.list(&user).await {
-                Ok(app_passwords) => Reply::AppPasswords { app_passwords },
-                Err(e) => Reply::Error {
+            Some(store) => match (store.list(&user).await, store.standing(&user).await) {
+                (Ok(app_passwords), Ok(standing)) => Reply::AppPasswords {
+                    app_passwords,
+                    standing,
+                },
+                (Err(e), _) | (_, Err(e)) => Reply::Error {
                     error: e.to_string(),
                 },
             },

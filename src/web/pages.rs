@@ -99,23 +99,9 @@ fn row(p: &AppPassword) -> minijinja::Value {
     context! { id => &p.id, name => &p.name, created => date(p.created), last_used => last }
 }
 
-/// `YYYY-MM-DD HH:MM UTC` (civil from days, H. Hinnant's algorithm).
+/// `YYYY-MM-DD HH:MM UTC`.
 pub fn date(secs: i64) -> String {
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60
-    )
+    format!("{} UTC", crate::apppass::utc(secs))
 }
 
 /// A standing-check interval in words: "15 minutes", "1 hour", "30 seconds".
