@@ -9,7 +9,10 @@
 mod logout;
 mod server;
 
-pub use server::{bind, serve, HEADER_TIMEOUT, MAX_BODY, MAX_CONNECTIONS, REQUEST_TIMEOUT};
+pub use server::{
+    accept, bind, connection, serve, Limits, HEADER_TIMEOUT, MAX_BODY, MAX_CONNECTIONS,
+    REQUEST_TIMEOUT,
+};
 
 use crate::idp::Validator;
 use axum::extract::DefaultBodyLimit;

@@ -7,10 +7,12 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 pub const MAX_CONNECTIONS: usize = 64;
@@ -27,9 +29,33 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
         .map_err(|e| format!("`server.http.bind`: cannot bind {addr}: {e}"))
 }
 
-/// Serves `router` on an already bound socket, forever.
-pub async fn serve(listener: TcpListener, router: Router) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// How a listener bounds its HTTP connections.
+pub struct Limits {
+    /// Connections at once (more wait in the kernel's backlog).
+    pub connections: usize,
+    /// The request head within this.
+    pub header: Duration,
+    /// The whole connection within this.
+    pub whole: Duration,
+    pub keep_alive: bool,
+}
+
+/// The plain HTTP listener's limits.
+pub const LIMITS: Limits = Limits {
+    connections: MAX_CONNECTIONS,
+    header: HEADER_TIMEOUT,
+    whole: REQUEST_TIMEOUT,
+    keep_alive: false,
+};
+
+/// Accepts on `listener` forever, at most `limits.connections` at once;
+/// `each` serves one accepted connection.
+pub async fn accept<F, Fut>(listener: TcpListener, limits: &Limits, mut each: F)
+where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.connections));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -42,21 +68,39 @@ pub async fn serve(listener: TcpListener, router: Router) {
                 continue;
             }
         };
-        let service = TowerToHyperService::new(router.clone());
+        let connection = each(tcp, peer);
         tokio::spawn(async move {
             let _slot = slot;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(false)
-                .max_buf_size(MAX_HEAD);
-            let connection = builder.serve_connection(TokioIo::new(tcp), service);
-            match tokio::time::timeout(REQUEST_TIMEOUT, connection).await {
-                Err(_) => tracing::debug!(client = %peer, "http: request timed out"),
-                Ok(Err(e)) => tracing::debug!(client = %peer, "http: {e}"),
-                Ok(Ok(())) => {}
-            }
+            connection.await;
         });
     }
+}
+
+/// Serves `router` on one connection (HTTP/1.1) within `limits`.
+pub async fn connection<IO>(io: IO, router: Router, limits: &Limits, peer: SocketAddr)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header)
+        .keep_alive(limits.keep_alive)
+        .max_buf_size(MAX_HEAD);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    match tokio::time::timeout(limits.whole, connection).await {
+        Err(_) => tracing::debug!(client = %peer, "http: connection timed out"),
+        Ok(Err(e)) => tracing::debug!(client = %peer, "http: {e}"),
+        Ok(Ok(())) => {}
+    }
+}
+
+/// Serves `router` on an already bound socket, forever.
+pub async fn serve(listener: TcpListener, router: Router) {
+    accept(listener, &LIMITS, |tcp, peer| {
+        let router = router.clone();
+        async move { connection(tcp, router, &LIMITS, peer).await }
+    })
+    .await;
 }
