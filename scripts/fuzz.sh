@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every cargo-fuzz target in fuzz/ for a bounded time each.
 #
-#   bash scripts/fuzz.sh [SECONDS_PER_TARGET]    (default 30; CI uses 30)
+#   bash scripts/fuzz.sh [SECONDS_PER_TARGET]    (default 30; CI uses 15)
 #
 # cargo-fuzz passes nightly-only flags (-Zsanitizer=address, -Cpasses=sancov)
 # to rustc. This machine has only the stable toolchain, so the script sets
