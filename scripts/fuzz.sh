@@ -24,19 +24,39 @@ cd "$repo/fuzz"
 targets=$(cargo fuzz list)
 cargo fuzz build
 mkdir -p target/logs
-for t in $targets; do
+# One target per core at a time (libFuzzer runs one process per target).
+parallel=$(nproc 2>/dev/null || echo 1)
+fuzz_one() {
+    local t=$1 rc=0
     mkdir -p "target/run-corpus/$t"
-    echo "fuzz: $t for ${secs}s"
     # -rss_limit_mb bounds memory; -max_len covers a 64 KiB command line.
-    rc=0
     cargo fuzz run "$t" "target/run-corpus/$t" "corpus/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -max_len=70000 -print_final_stats=1 \
         >"target/logs/$t.log" 2>&1 || rc=$?
+    echo "fuzz: $t for ${secs}s"
     grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' "target/logs/$t.log" || true
     if [ "$rc" -ne 0 ]; then
         tail -n 40 "target/logs/$t.log" >&2
         echo "fuzz: $t FAILED (input saved in fuzz/artifacts/$t)" >&2
-        exit 1
     fi
+    return "$rc"
+}
+failed=0
+running=0
+for t in $targets; do
+    if [ "$running" -ge "$parallel" ]; then
+        wait -n || failed=1
+        running=$((running - 1))
+    fi
+    fuzz_one "$t" &
+    running=$((running + 1))
 done
+while [ "$running" -gt 0 ]; do
+    wait -n || failed=1
+    running=$((running - 1))
+done
+if [ "$failed" -ne 0 ]; then
+    echo "fuzz: a target failed" >&2
+    exit 1
+fi
 echo "fuzz: all targets ran ${secs}s each without a crash"
