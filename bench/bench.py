@@ -1011,7 +1011,12 @@ Goals (issue 7):
 
 
 def draw_chart(path: Path, s: dict, concurrencies: list[int], labels: dict) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        # bench/run.sh installs it; without it the tables are still written.
+        print(f"bench: matplotlib is not installed: no chart at {path}", file=sys.stderr)
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
