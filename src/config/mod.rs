@@ -217,7 +217,20 @@ impl Config {
                 let checked = d.audience.is_some() || d.required_scope.is_some();
                 hygiene::any_audience_warning(&d.name, checked)
             })
+            .chain(self.store_key_warning())
             .collect()
+    }
+
+    /// The site keeps refresh tokens sealed with a key derived from
+    /// `store.hash-key`; without it the key is generated and kept in the
+    /// store itself, beside what it seals.
+    fn store_key_warning(&self) -> Option<String> {
+        (!self.web.is_empty() && self.store.hash_key.is_none()).then(|| {
+            "`store.hash-key` is not set: the key that seals the site's refresh tokens (and keys \
+             the app-password hashes) is generated and kept in the store itself, so a copy of \
+             the database opens them; set it from a file the database's backups do not hold"
+                .to_string()
+        })
     }
 }
 

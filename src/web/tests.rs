@@ -71,6 +71,18 @@ fn config(text: &str) -> Result<Config, String> {
 }
 
 #[test]
+fn a_site_without_a_configured_store_key_is_warned_about() {
+    let warned = |c: &Config| {
+        c.warnings()
+            .iter()
+            .any(|w| w.contains("`store.hash-key` is not set"))
+    };
+    assert!(warned(&config(CONFIG).expect("config")));
+    let keyed = format!("{CONFIG}\n[store]\nhash-key = \"{}\"\n", "k".repeat(32));
+    assert!(!warned(&config(&keyed).expect("config")));
+}
+
+#[test]
 fn an_https_listener_is_parsed_and_checked() {
     let c = config(CONFIG).expect("config");
     assert_eq!(c.web.len(), 1);
