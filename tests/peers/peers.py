@@ -822,9 +822,14 @@ class Oidc:
 
 
 def wait_ready(peers: list, timeout: float = READY_TIMEOUT) -> None:
-    """Wait, in order, for each peer; raise PeerError naming the first failure."""
+    """Wait, in order, for each peer; raise PeerError naming the first failure.
+
+    A peer still starting after `timeout` (seen once in CI: the provider
+    hung before its first request, and the next start took a second) is
+    stopped and started once more, with its log tail reported."""
     for peer in peers:
         deadline = time.monotonic() + timeout
+        restarted = False
         while True:
             try:
                 if peer.check_ready():
@@ -832,7 +837,15 @@ def wait_ready(peers: list, timeout: float = READY_TIMEOUT) -> None:
             except PeerError as e:
                 raise PeerError(f"{peer.name}: {e}") from None
             if time.monotonic() > deadline:
-                raise PeerError(f"{peer.name} was not ready within {timeout:.0f} s")
+                if restarted:
+                    raise PeerError(f"{peer.name} was not ready within {timeout:.0f} s, twice")
+                log(f"{peer.name} was not ready within {timeout:.0f} s: starting it once more")
+                for path in peer.logs():
+                    log(f"--- tail of {peer.name} log {path} ---\n{tail(path)}")
+                peer.stop()
+                peer.start()
+                restarted = True
+                deadline = time.monotonic() + timeout
             time.sleep(0.05)
         try:
             peer.after_ready()
