@@ -49,31 +49,6 @@ fn proxy(peers: &Peers, store: &str, dir: &std::path::Path) -> Proxy {
     Proxy::start(peers, &opts)
 }
 
-const SMTPLIB: &str = r#"
-import smtplib, ssl, sys
-port, user, password, ca, subject = sys.argv[1:6]
-s = smtplib.SMTP_SSL("127.0.0.1", int(port), context=ssl.create_default_context(cafile=ca), timeout=30)
-s.ehlo("python.example")
-try:
-    s.user, s.password = user, password
-    s.auth("PLAIN", s.auth_plain)
-    msg = f"From: {user}\r\nTo: bob@example.com\r\nSubject: {subject}\r\n\r\nSent with an app password.\r\n"
-    s.sendmail(user, ["bob@example.com"], msg)
-    print("SENT")
-    s.quit()
-except smtplib.SMTPException as e:
-    print("ERROR", getattr(e, "smtp_code", ""), getattr(e, "smtp_error", e))
-"#;
-
-fn smtplib(peers: &Peers, proxy: &Proxy, user: &str, password: &str, subject: &str) -> String {
-    let out = run(Command::new("python3")
-        .arg("-c")
-        .arg(SMTPLIB)
-        .arg(proxy.port("submissions").to_string())
-        .args([user, password, &peers.ca(), subject]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn admin(proxy: &Proxy, args: &[&str]) -> String {
     let out = run(Command::new(env!("CARGO_BIN_EXE_oauthbearer-proxy"))
         .arg("--config")
@@ -157,18 +132,11 @@ fn sqlite_app_passwords_log_in_send_mail_and_stop_when_revoked() {
 
     // smtplib AUTH PLAIN sends to bob, who reads it with his own.
     let subject = unique("smtp");
-    let sent = smtplib(&peers, &proxy, ALICE, alice_pw.expose(), &subject);
+    let sent = smtplib_send(&peers, &proxy, ALICE, alice_pw.expose(), &subject);
     assert!(sent.contains("SENT"), "{sent}\n{}", proxy.log());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = imaplib_login(&peers, &proxy, BOB, bob_pw.expose());
-        assert_eq!(r["ok"], true, "{r}");
-        if r["subjects"].to_string().contains(&subject) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "bob never got {subject}: {r}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_subject(&subject, || {
+        imaplib_login(&peers, &proxy, BOB, bob_pw.expose())
+    });
 
     wrong_ones_never_reach_dovecot(&peers, &proxy, &alice_pw, &bob_pw);
 

@@ -4,7 +4,8 @@
 //! (tests/clients/web_signin.py). Alice signs in at the provider's login
 //! page, creates an app password and reads it off the page; the replayed
 //! authorization response is refused with a clear page. Screenshots go to
-//! docs/web-*.png. The password read off the page logs imaplib in; one
+//! docs/web-*.png. The password read off the page logs imaplib in and
+//! sends bob a message with smtplib (bob reads it through the proxy); one
 //! revoked in the browser is refused; after a restart of the proxy the
 //! standing check still holds alice's refresh token, and when the provider
 //! disables her, her open session ends and her password stops working.
@@ -223,6 +224,15 @@ fn alice_signs_in_at_the_provider_and_creates_an_app_password() {
     // The password the page showed logs imaplib in to alice's mailbox.
     let r = imaplib_login(&peers, &proxy, "alice@example.com", &password);
     assert_eq!(r["ok"], true, "{r}");
+    // smtplib AUTH PLAIN with it sends to bob, who reads it through the
+    // proxy with his own token.
+    let subject = format!("From the web page {}", std::process::id());
+    let sent = smtplib_send(&peers, &proxy, "alice@example.com", &password, &subject);
+    assert!(sent.contains("SENT"), "{sent}\n{}", proxy.log());
+    let bob = mint_token(&peers, "bob", "openid email profile", 300);
+    wait_for_subject(&subject, || {
+        imaplib_token(&peers, &proxy, "bob@example.com", &bob)
+    });
     revoking_in_the_browser_refuses_it(&peers, &proxy, &mut browser);
     drop(browser);
     let log = proxy.log();

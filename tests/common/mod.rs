@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
+mod mail;
 mod peers;
 pub mod postgres;
 mod proxy;
 mod raw;
 
+pub use mail::*;
 pub use peers::*;
 pub use proxy::*;
 pub use raw::*;
@@ -104,27 +106,4 @@ pub fn raise_fd_limit() {
             &format!("--nofile={hard}:{hard}"),
         ]));
     }
-}
-
-/// Python imaplib's own LOGIN through the proxy's `imaps` listener
-/// (tests/clients/imap_client.py); its JSON result.
-pub fn imaplib_login(peers: &Peers, proxy: &Proxy, user: &str, password: &str) -> Value {
-    let out = run(std::process::Command::new("python3")
-        .arg(python_client("imap_client.py"))
-        .args([
-            "--port",
-            &proxy.port("imaps").to_string(),
-            "--tls",
-            "implicit",
-            "--ca",
-        ])
-        .arg(peers.ca())
-        .args(["--mech", "LOGIN", "--user", user, "--password", password]));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "imap_client.py: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
