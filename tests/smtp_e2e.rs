@@ -177,7 +177,10 @@ fn read_from_bob(peers: &Peers, proxy: &Proxy, subject: &str) -> String {
     };
     let deadline = Instant::now() + DELIVERY_TIMEOUT;
     loop {
-        let out = curl(&base, Some(&format!("SEARCH SUBJECT \"{subject}\"")));
+        // UIDs, not sequence numbers: another session's view of the
+        // sequence can differ while deliveries land (CI fetched another
+        // message once by the number a SEARCH had just given).
+        let out = curl(&base, Some(&format!("UID SEARCH SUBJECT \"{subject}\"")));
         assert!(
             out.status.success(),
             "IMAP search through the proxy failed: {}",
@@ -188,7 +191,7 @@ fn read_from_bob(peers: &Peers, proxy: &Proxy, subject: &str) -> String {
             .filter_map(|w| w.parse::<u32>().ok())
             .next_back();
         if let Some(n) = found {
-            let out = curl(&format!("{base};MAILINDEX={n}"), None);
+            let out = curl(&format!("{base};UID={n}"), None);
             assert!(
                 out.status.success(),
                 "IMAP fetch through the proxy failed: {}",
