@@ -39,28 +39,14 @@ fn imaplib(peers: &Peers, port: u16, tls: &str, mech: &str, user: &str, secret: 
     } else {
         "--token"
     };
-    let out = run(Command::new("python3")
-        .arg(python_client("imap_client.py"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--tls",
-            tls,
-            "--ca",
-            &peers.ca(),
-            "--mech",
-            mech,
-            "--user",
-            user,
-        ])
-        .arg(format!("{secret_flag}={secret}")));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "imap_client.py: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let secret = format!("{secret_flag}={secret}");
+    client_json(
+        peers,
+        "imap_client.py",
+        port,
+        tls,
+        &["--mech", mech, "--user", user, &secret],
+    )
 }
 
 /// A TLS connection to the proxy's implicit-TLS IMAP listener, greeting read.

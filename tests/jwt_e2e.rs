@@ -9,7 +9,7 @@
 
 mod common;
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -25,23 +25,6 @@ fn jwt_directory(peers: &Peers) -> String {
 
 fn jwt(peers: &Peers, sub: &str) -> String {
     mint_token_format(peers, sub, SCOPE, 300, "jwt")
-}
-
-fn admin_post(peers: &Peers, path: &str, body: &str) -> Value {
-    let out = run(Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-            body,
-        ])
-        .arg(format!("{}{path}", peers.str(&["oidc", "admin"]))));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("admin {path}: {out:?}"))
 }
 
 fn count(peers: &Peers, what: &str) -> u64 {
@@ -110,7 +93,7 @@ fn key_rotation_at_the_provider_without_restart() {
     let proxy = Proxy::start(&peers, &opts);
     let old = jwt(&peers, "alice");
     assert_ok(&login(&peers, &proxy, &old), &proxy);
-    let rotated = admin_post(&peers, "/rotate-keys", "{\"keep_old\":false}");
+    let rotated = admin_post(&peers, "/rotate-keys", &json!({"keep_old": false}));
     let new = jwt(&peers, "alice");
     assert_ne!(old, new);
     let jwks_before = count(&peers, "jwks");

@@ -33,26 +33,10 @@ fn poplib(peers: &Peers, port: u16, tls: &str, mech: &str, secret: &str, extra: 
     } else {
         "--token"
     };
-    let out = run(Command::new("python3")
-        .arg(python_client("pop3_client.py"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--tls",
-            tls,
-            "--ca",
-            &peers.ca(),
-        ])
-        .args(["--mech", mech, "--user", ALICE])
-        .arg(format!("{secret_flag}={secret}"))
-        .args(extra));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "pop3_client.py: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let secret = format!("{secret_flag}={secret}");
+    let mut args = vec!["--mech", mech, "--user", ALICE, &secret];
+    args.extend_from_slice(extra);
+    client_json(peers, "pop3_client.py", port, tls, &args)
 }
 
 #[test]

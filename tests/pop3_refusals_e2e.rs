@@ -9,7 +9,6 @@ mod common;
 mod helpers;
 use common::*;
 use helpers::*;
-use std::process::Command;
 
 #[test]
 fn continuation_empty_initial_response_and_cancel() {
@@ -43,24 +42,8 @@ fn invalid_expired_and_revoked_tokens_get_the_error_challenge_then_auth() {
     let proxy = Proxy::start(&peers, &ProxyOptions::new(&peers));
     let expired = mint_token(&peers, "alice", SCOPE, 1);
     let revoked = mint_token(&peers, "alice", SCOPE, 300);
-    let admin = peers.str(&["oidc", "admin"]);
-    let out = run(Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "-d",
-        ])
-        .arg(serde_json::json!({ "token": revoked }).to_string())
-        .arg(format!("{admin}/revoke")));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("\"revoked\":true"),
-        "{out:?}"
-    );
+    let r = admin_post(&peers, "/revoke", &serde_json::json!({ "token": revoked }));
+    assert_eq!(r["revoked"], true, "{r}");
     std::thread::sleep(std::time::Duration::from_millis(2500));
     for token in ["not-a-valid-token", expired.as_str(), revoked.as_str()] {
         // One connection each: three failures on one end it (max-auth-failures).

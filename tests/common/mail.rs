@@ -26,20 +26,26 @@ pub fn imaplib_token(peers: &Peers, proxy: &Proxy, user: &str, token: &str) -> V
 }
 
 fn imaplib(peers: &Peers, proxy: &Proxy, args: &[&str]) -> Value {
+    client_json(
+        peers,
+        "imap_client.py",
+        proxy.port("imaps"),
+        "implicit",
+        args,
+    )
+}
+
+/// Runs a client of tests/clients (`--port`, `--tls`, `--ca`, then
+/// `args`) and parses the one JSON line it prints.
+pub fn client_json(peers: &Peers, script: &str, port: u16, tls: &str, args: &[&str]) -> Value {
     let out = run(Command::new("python3")
-        .arg(python_client("imap_client.py"))
-        .args([
-            "--port",
-            &proxy.port("imaps").to_string(),
-            "--tls",
-            "implicit",
-            "--ca",
-        ])
+        .arg(python_client(script))
+        .args(["--port", &port.to_string(), "--tls", tls, "--ca"])
         .arg(peers.ca())
         .args(args));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
         panic!(
-            "imap_client.py: {}{}",
+            "{script}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )

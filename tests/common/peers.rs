@@ -67,24 +67,16 @@ fn start_peers() -> Peers {
     }
 }
 
-pub struct PeersRead {
+/// The running peers while holding the gate `G` (shared or exclusive).
+pub struct Gated<G> {
     pub peers: &'static Peers,
-    _gate: RwLockReadGuard<'static, ()>,
+    _gate: G,
 }
 
-impl std::ops::Deref for PeersRead {
-    type Target = Peers;
-    fn deref(&self) -> &Peers {
-        self.peers
-    }
-}
+pub type PeersRead = Gated<RwLockReadGuard<'static, ()>>;
+pub type PeersExclusive = Gated<RwLockWriteGuard<'static, ()>>;
 
-pub struct PeersExclusive {
-    pub peers: &'static Peers,
-    _gate: RwLockWriteGuard<'static, ()>,
-}
-
-impl std::ops::Deref for PeersExclusive {
+impl<G> std::ops::Deref for Gated<G> {
     type Target = Peers;
     fn deref(&self) -> &Peers {
         self.peers
@@ -94,7 +86,7 @@ impl std::ops::Deref for PeersExclusive {
 /// The running peers, shared with other tests.
 pub fn peers_read() -> PeersRead {
     let gate = GATE.read().unwrap_or_else(|e| e.into_inner());
-    PeersRead {
+    Gated {
         peers: PEERS.get_or_init(start_peers),
         _gate: gate,
     }
@@ -103,7 +95,7 @@ pub fn peers_read() -> PeersRead {
 /// The running peers, exclusively (for tests that stop and start peers).
 pub fn peers_exclusive() -> PeersExclusive {
     let gate = GATE.write().unwrap_or_else(|e| e.into_inner());
-    PeersExclusive {
+    Gated {
         peers: PEERS.get_or_init(start_peers),
         _gate: gate,
     }
