@@ -825,8 +825,8 @@ def wait_ready(peers: list, timeout: float = READY_TIMEOUT) -> None:
     """Wait, in order, for each peer; raise PeerError naming the first failure.
 
     A peer still starting after `timeout` (seen once in CI: the provider
-    hung before its first request, and the next start took a second) is
-    stopped and started once more, with its log tail reported."""
+    hung at start-up, and the next start of the peers worked) is stopped
+    and started once more, with its log tail reported."""
     for peer in peers:
         deadline = time.monotonic() + timeout
         restarted = False
