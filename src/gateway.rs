@@ -390,6 +390,8 @@ pub struct Outcome {
     pub backend: Option<Chosen>,
     /// The credential facts of a successful login, for the session registry.
     pub grant: Option<Grant>,
+    /// When the last login attempt began (the registry's sequence of ends).
+    pub begun: Option<crate::sessions::Mark>,
 }
 
 impl Outcome {

@@ -83,13 +83,9 @@ fn open_session(peers: &Peers, proxy: &Proxy, user: &str, password: &str) -> Raw
 /// Waits (up to `within`) for the session to be told it ended.
 fn ended_within(c: &mut Raw, within: Duration) -> Option<String> {
     let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(line) = c.line() {
-            if line.starts_with("* BYE") {
-                return Some(line);
-            }
-        } else {
-            return None;
+    while let Ok(Some(line)) = c.line_within(deadline.saturating_duration_since(Instant::now())) {
+        if line.starts_with("* BYE") {
+            return Some(line);
         }
     }
     None

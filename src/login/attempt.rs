@@ -55,6 +55,7 @@ pub async fn authenticate<W: Wire>(
     if !auth_allowed(svc, client.is_tls()) {
         return rejected(wire, client, Rejected::TlsRequired).await;
     }
+    st.outcome.begun = Some(svc.sessions.mark());
     let mech = match Mechanism::from_name(req.mechanism) {
         Some(m) if m.is_bearer() || svc.listener.accepts_passwords() => m,
         _ => return rejected(wire, client, Rejected::UnknownMechanism).await,
@@ -112,6 +113,7 @@ pub async fn password<W: Wire>(
         return rejected(wire, client, Rejected::PasswordsDisabled).await;
     }
     st.outcome.mechanism = Some(label);
+    st.outcome.begun = Some(svc.sessions.mark());
     let ctx = Ctx {
         wire,
         svc,

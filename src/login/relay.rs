@@ -35,6 +35,7 @@ pub async fn relay(
             client: client.peer,
             mechanism: outcome.mechanism.unwrap_or("-"),
             backend: outcome.backend.as_ref().map(|b| b.name.as_str()),
+            begun: outcome.begun,
         },
         &grant,
     );

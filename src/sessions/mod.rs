@@ -5,6 +5,8 @@
 //!   session before the relay starts and the registration unregisters it
 //!   however the session ends. `who` lists it, `kick`, re-validation and
 //!   back-channel logout end sessions through it.
+//! - [`recent`]: the ends recently ordered, so that a login under way when
+//!   access ended is ended as its session registers.
 //! - [`grant`]: what a login was granted on ([`Grant`]): user, directory,
 //!   how it authenticated and the token's `sub`, `sid` and `exp`.
 //! - [`revalidate`]: the token behind open sessions is asked about again at
@@ -15,10 +17,12 @@
 //! supplies the words a session ends with ([`crate::frontend::Frontend::ended`]).
 
 pub mod grant;
+pub mod recent;
 pub mod registry;
 pub mod revalidate;
 
 pub use grant::{Grant, How};
+pub use recent::Mark;
 pub use registry::{Info, Registration, Registry, Selector, Traffic};
 
 /// Why a session was ended by the proxy (the `result` of its log line and

@@ -5,6 +5,7 @@
 //! group, re-validated once per interval however many sessions use it.
 
 use super::grant::{fingerprint, Grant};
+use super::recent::{Mark, Recent};
 use super::{revalidate, Reason};
 pub use crate::relay::Traffic;
 use std::collections::HashMap;
@@ -122,6 +123,7 @@ struct Group {
 struct Inner {
     live: HashMap<u64, Live>,
     groups: HashMap<[u8; 32], Group>,
+    recent: Recent,
 }
 
 /// The live sessions of the whole process (all listeners, across reloads).
@@ -153,6 +155,9 @@ pub struct New<'a> {
     pub client: SocketAddr,
     pub mechanism: &'static str,
     pub backend: Option<&'a str>,
+    /// When its login attempt began: an end ordered since that names it
+    /// ends it as soon as it is registered.
+    pub begun: Option<Mark>,
 }
 
 impl Registry {
@@ -166,8 +171,15 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Where the sequence of ends is now: taken when a login attempt
+    /// begins, passed to [`Registry::register`] as `New::begun`.
+    pub fn mark(&self) -> Mark {
+        self.lock().recent.mark()
+    }
+
     /// Registers a session that is about to be relayed; starts its token's
-    /// re-validation when it is the token's first session.
+    /// re-validation when it is the token's first session. An end ordered
+    /// since the login began that names the session is sent to it at once.
     pub fn register(self: &Arc<Self>, new: New<'_>, grant: &Grant) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let key = grant.token_key();
@@ -197,6 +209,22 @@ impl Registry {
         let (tx, rx) = oneshot::channel();
         let traffic = Arc::new(Traffic::default());
         let mut inner = self.lock();
+        let missed = new.begun.and_then(|since| {
+            let live = (&info, key.as_ref());
+            inner.recent.after(since, |s| selects(s, live))
+        });
+        let stop = match missed {
+            Some(reason) => {
+                tracing::info!(
+                    user = %info.user,
+                    reason = reason.name(),
+                    "session ended as it began: access ended during its login"
+                );
+                let _ = tx.send(reason);
+                None
+            }
+            None => Some(tx),
+        };
         if let Some(k) = key {
             let group = inner.groups.entry(k).or_insert(Group {
                 members: 0,
@@ -212,7 +240,7 @@ impl Registry {
             Live {
                 info,
                 traffic: traffic.clone(),
-                stop: Some(tx),
+                stop,
                 group: key,
             },
         );
@@ -249,7 +277,7 @@ impl Registry {
         let mut out: Vec<Info> = inner
             .live
             .values()
-            .filter(|l| selects(selector, l))
+            .filter(|l| selects(selector, (&l.info, l.group.as_ref())))
             .map(|l| {
                 let mut info = l.info.clone();
                 info.bytes_to_upstream = l.traffic.to_upstream.load(Ordering::Relaxed);
@@ -265,8 +293,13 @@ impl Registry {
     /// protocol's words by its relay); returns how many.
     pub fn end(&self, selector: &Selector, reason: Reason) -> usize {
         let mut inner = self.lock();
+        inner.recent.record(selector, reason);
         let mut ended = 0;
-        for live in inner.live.values_mut().filter(|l| selects(selector, l)) {
+        for live in inner
+            .live
+            .values_mut()
+            .filter(|l| selects(selector, (&l.info, l.group.as_ref())))
+        {
             if let Some(stop) = live.stop.take() {
                 if stop.send(reason).is_ok() {
                     ended += 1;
@@ -291,10 +324,11 @@ impl Registry {
     }
 }
 
-fn selects(selector: &Selector, live: &Live) -> bool {
+/// Whether `selector` names the session `(info, token key)`.
+fn selects(selector: &Selector, (info, group): (&Info, Option<&[u8; 32]>)) -> bool {
     match selector {
-        Selector::Token(k) => live.group.as_ref() == Some(k),
-        s => s.matches(&live.info),
+        Selector::Token(k) => group == Some(k),
+        s => s.matches(info),
     }
 }
 

@@ -17,6 +17,7 @@ fn new<'a>(user: &'a str, port: u16) -> New<'a> {
         client: SocketAddr::from(([127, 0, 0, port as u8], port)),
         mechanism: "OAUTHBEARER",
         backend: None,
+        begun: None,
     }
 }
 
@@ -95,4 +96,48 @@ fn a_logout_names_sessions_by_sid_or_else_by_sub() {
         sid: None,
     };
     assert!(!other.matches(&info(Some("a"), None)));
+}
+
+#[tokio::test]
+async fn an_end_ordered_during_a_login_ends_its_session_as_it_registers() {
+    let r = Arc::new(Registry::default());
+    let mut before = new("alice", 1);
+    let old = r.mark();
+    r.end(&Selector::User("carol".into()), Reason::Kicked);
+    before.begun = Some(r.mark());
+    // Ordered before this attempt began: not this session's business.
+    r.end(&Selector::User("dave".into()), Reason::Kicked);
+    let begun = r.mark();
+    r.end(&Selector::User("alice".into()), Reason::Revoked);
+    r.end(&Selector::Id(1_000), Reason::Kicked);
+    let mut during = new("alice", 2);
+    during.begun = Some(begun);
+    let mut a = r.register(during, &grant(Some("a"), None));
+    assert_eq!(a.stop.try_recv().ok(), Some(Reason::Revoked));
+    // An attempt that began after the end is not touched by it.
+    let mut after = new("alice", 3);
+    after.begun = Some(r.mark());
+    let mut b = r.register(after, &grant(Some("a"), None));
+    assert!(b.stop.try_recv().is_err());
+    // Nor one that registers without a mark.
+    let mut c = r.register(new("alice", 4), &grant(Some("a"), None));
+    assert!(c.stop.try_recv().is_err());
+    // Ends ordered before the attempt (carol, dave) do not match alice.
+    let mut d = r.register(before, &grant(Some("a"), None));
+    assert_eq!(d.stop.try_recv().ok(), Some(Reason::Revoked));
+    assert_ne!(old, r.mark());
+}
+
+#[tokio::test]
+async fn the_recent_ends_are_bounded() {
+    let r = Arc::new(Registry::default());
+    let begun = r.mark();
+    r.end(&Selector::User("alice".into()), Reason::Revoked);
+    for i in 0..crate::sessions::recent::KEPT {
+        r.end(&Selector::User(format!("user{i}")), Reason::Kicked);
+    }
+    let mut late = new("alice", 1);
+    late.begun = Some(begun);
+    let mut a = r.register(late, &grant(Some("a"), None));
+    assert!(a.stop.try_recv().is_err(), "the oldest end was forgotten");
 }

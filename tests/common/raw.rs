@@ -1,7 +1,7 @@
 //! A line-oriented client for transcript tests (plaintext, TLS, STARTTLS),
 //! TCP connections from a chosen loopback address, and TLS handshake probes.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,7 +148,6 @@ impl Raw {
         self.line().expect("server closed the connection")
     }
 
-    /// Reads lines up to and including the first one starting with `prefix`.
     /// Whether nothing arrives for `d` (the connection stays open and
     /// silent); a line or the end of the connection within `d` is `false`.
     pub fn quiet_for(&mut self, d: Duration) -> bool {
@@ -182,6 +181,49 @@ impl Raw {
         quiet
     }
 
+    /// The next line if one comes within `d`: `Ok(None)` when the server
+    /// closed, `Err(())` when nothing (or only part of a line) came in time.
+    pub fn line_within(&mut self, d: Duration) -> Result<Option<String>, ()> {
+        let deadline = std::time::Instant::now() + d;
+        let mut closed = false;
+        while !closed && !self.buf.contains(&b'\n') {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Some(tcp) = self.tcp() else {
+                return Ok(None);
+            };
+            if left.is_zero() {
+                tcp.set_read_timeout(Some(Duration::from_secs(15)))
+                    .expect("timeout");
+                return Err(());
+            }
+            tcp.set_read_timeout(Some(left)).expect("timeout");
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => closed = true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => match e.kind() {
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut => {}
+                    ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => closed = true,
+                    _ => panic!("read: {e}"),
+                },
+            }
+        }
+        if let Some(tcp) = self.tcp() {
+            tcp.set_read_timeout(Some(Duration::from_secs(15)))
+                .expect("timeout");
+        }
+        Ok(if closed { None } else { self.line() })
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        match &self.stream {
+            RawStream::Plain(s) => Some(s),
+            RawStream::Tls(s) => Some(s.get_ref()),
+            RawStream::Gone => None,
+        }
+    }
+
+    /// Reads lines up to and including the first one starting with `prefix`.
     pub fn until(&mut self, prefix: &str) -> Vec<String> {
         let mut lines = Vec::new();
         loop {
@@ -230,7 +272,7 @@ pub fn tcp_from_with(source: &str, port: u16, recv_buffer: Option<u32>) -> TcpSt
 /// without ever sending the client's Finished; returns the application
 /// data that flight carried (half-RTT data: the greeting or banner).
 pub fn first_flight_plaintext(port: u16, ca: &str) -> Vec<u8> {
-    use std::io::{Read, Write};
+    use std::io::{ErrorKind, Read, Write};
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let mut conn = rustls::ClientConnection::new(tls_config(ca), name).expect("client");
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
