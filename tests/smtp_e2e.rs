@@ -82,74 +82,14 @@ fn curl_send(
         .args(["--cacert", &peers.ca()]))
 }
 
-/// Python smtplib: `mode` is `oauthbearer`, `xoauth2`, `plain` or `login`;
-/// `secret` the token or the password. Prints `SENT` on success, or the
-/// SMTP error code and text.
-const SMTPLIB: &str = r#"
-import base64, smtplib, ssl, sys
-port, implicit, mode, secret, ca, subject, ir = sys.argv[1:8]
-implicit, ir = implicit == "1", ir == "1"
-ctx = ssl.create_default_context(cafile=ca)
-if implicit:
-    s = smtplib.SMTP_SSL("127.0.0.1", int(port), context=ctx, timeout=30)
-else:
-    s = smtplib.SMTP("127.0.0.1", int(port), timeout=30)
-    s.ehlo("python.example")
-    s.starttls(context=ctx)
-s.ehlo("python.example")
-user = "alice@example.com"
-msg = f"From: {user}\r\nTo: bob@example.com\r\nSubject: {subject}\r\n\r\nHello from smtplib.\r\n"
-try:
-    if mode in ("plain", "login"):
-        s.user, s.password = user, secret
-        s.auth(mode.upper(), getattr(s, "auth_" + mode), initial_response_ok=ir)
-    else:
-        first = [True]
-        def answer(challenge=None):
-            if first[0]:
-                first[0] = False
-                if mode == "oauthbearer":
-                    return f"n,a={user},\x01auth=Bearer {secret}\x01\x01"
-                return f"user={user}\x01auth=Bearer {secret}\x01\x01"
-            print("CHALLENGE", challenge.decode() if challenge else "")
-            return "\x01"
-        s.auth(mode.upper(), answer, initial_response_ok=ir)
-    s.sendmail(user, ["bob@example.com"], msg)
-    print("SENT")
-    s.quit()
-except smtplib.SMTPException as e:
-    print("ERROR", getattr(e, "smtp_code", ""), getattr(e, "smtp_error", e))
-"#;
-
-/// How smtplib authenticates.
-struct Login<'a> {
-    /// `oauthbearer`, `xoauth2`, `plain` or `login`.
-    mode: &'a str,
-    /// The token or the password.
-    secret: &'a str,
-    /// Whether the first response goes with AUTH (SASL-IR) or after `334`.
-    initial_response: bool,
-}
-
 fn smtplib(
     peers: &Peers,
     proxy: &Proxy,
-    (listener, implicit): (&str, bool),
-    login: Login<'_>,
+    listener: (&str, bool),
+    login: SmtpLogin<'_>,
     subject: &str,
 ) -> String {
-    let Login {
-        mode,
-        secret,
-        initial_response: ir,
-    } = login;
-    let out = run(bounded("python3")
-        .arg("-c")
-        .arg(SMTPLIB)
-        .arg(proxy.port(listener).to_string())
-        .arg(if implicit { "1" } else { "0" })
-        .args([mode, secret, &peers.ca(), subject])
-        .arg(if ir { "1" } else { "0" }));
+    let out = common::smtplib(peers, proxy, listener, "alice@example.com", login, subject);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -269,7 +209,7 @@ fn smtplib_sends_with_oauthbearer_and_xoauth2() {
             for ir in [true, false] {
                 let token = mint_token(&peers, "alice", SCOPE, 300);
                 let subject = unique(&format!("smtplib-{mech}-{ir}"));
-                let login = Login {
+                let login = SmtpLogin {
                     mode: mech,
                     secret: &token,
                     initial_response: ir,
@@ -649,7 +589,7 @@ fn password_passthrough_with_an_app_password() {
     for (listener, implicit) in LISTENERS {
         for mode in ["plain", "login"] {
             let subject = unique(&format!("passthrough-{mode}"));
-            let login = Login {
+            let login = SmtpLogin {
                 mode,
                 secret: "alice-app-password",
                 initial_response: true,
@@ -664,7 +604,7 @@ fn password_passthrough_with_an_app_password() {
         }
     }
     let subject = unique("passthrough-read");
-    let login = Login {
+    let login = SmtpLogin {
         mode: "plain",
         secret: "alice-app-password",
         initial_response: false,
@@ -677,7 +617,7 @@ fn password_passthrough_with_an_app_password() {
         "{message}"
     );
     // A wrong password: Postfix's own 535 reaches the client.
-    let login = Login {
+    let login = SmtpLogin {
         mode: "plain",
         secret: "wrong-password",
         initial_response: true,

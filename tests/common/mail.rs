@@ -1,9 +1,9 @@
 //! Real mail clients through the proxy under test: Python's imaplib
-//! (tests/clients/imap_client.py) and smtplib.
+//! (tests/clients/imap_client.py) and smtplib (tests/clients/smtp_client.py).
 
 use super::{python_client, run, Peers, Proxy};
 use serde_json::Value;
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// Python imaplib's own LOGIN through the proxy's `imaps` listener
@@ -67,25 +67,39 @@ pub fn wait_for_subject(subject: &str, read: impl Fn() -> Value) {
     }
 }
 
-const SMTPLIB: &str = r#"
-import smtplib, ssl, sys
-port, user, password, ca, subject = sys.argv[1:6]
-s = smtplib.SMTP_SSL("127.0.0.1", int(port), context=ssl.create_default_context(cafile=ca), timeout=30)
-s.ehlo("python.example")
-try:
-    s.user, s.password = user, password
-    s.auth("PLAIN", s.auth_plain)
-    msg = f"From: {user}\r\nTo: bob@example.com\r\nSubject: {subject}\r\n\r\nSent with an app password.\r\n"
-    s.sendmail(user, ["bob@example.com"], msg)
-    print("SENT")
-    s.quit()
-except smtplib.SMTPException as e:
-    print("ERROR", getattr(e, "smtp_code", ""), getattr(e, "smtp_error", e))
-"#;
+/// How smtplib authenticates.
+pub struct SmtpLogin<'a> {
+    /// `oauthbearer`, `xoauth2`, `plain` or `login`.
+    pub mode: &'a str,
+    /// The token or the password.
+    pub secret: &'a str,
+    /// Whether the first response goes with AUTH (SASL-IR) or after `334`.
+    pub initial_response: bool,
+}
 
-/// Python smtplib: `AUTH PLAIN` as `user` through the proxy's
-/// `submissions` listener, then a message to bob with `subject`; its
-/// output (`SENT`, or `ERROR code text`).
+/// Python smtplib (tests/clients/smtp_client.py) through the proxy's
+/// `listener` (implicit TLS or STARTTLS): logs in as `user`, sends bob a
+/// message with `subject`. Its stdout says `SENT`, or `ERROR code text`.
+pub fn smtplib(
+    peers: &Peers,
+    proxy: &Proxy,
+    (listener, implicit): (&str, bool),
+    user: &str,
+    login: SmtpLogin<'_>,
+    subject: &str,
+) -> Output {
+    run(Command::new("timeout")
+        .args(["-k", "5", "60", "python3"])
+        .arg(python_client("smtp_client.py"))
+        .arg(proxy.port(listener).to_string())
+        .arg(if implicit { "1" } else { "0" })
+        .args([user, login.mode, login.secret, &peers.ca(), subject])
+        .arg(if login.initial_response { "1" } else { "0" }))
+}
+
+/// smtplib's `AUTH PLAIN` as `user` through the `submissions` listener,
+/// then a message to bob with `subject`; its output (`SENT`, or `ERROR
+/// code text`).
 pub fn smtplib_send(
     peers: &Peers,
     proxy: &Proxy,
@@ -93,10 +107,11 @@ pub fn smtplib_send(
     password: &str,
     subject: &str,
 ) -> String {
-    let out = run(Command::new("python3")
-        .arg("-c")
-        .arg(SMTPLIB)
-        .arg(proxy.port("submissions").to_string())
-        .args([user, password, &peers.ca(), subject]));
+    let login = SmtpLogin {
+        mode: "plain",
+        secret: password,
+        initial_response: true,
+    };
+    let out = smtplib(peers, proxy, ("submissions", true), user, login, subject);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

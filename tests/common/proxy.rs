@@ -128,37 +128,49 @@ impl Proxy {
             .imap_upstream
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{}", peers.port(&["dovecot", "imap_port"])));
-        let secret = opts.imap_master_secret.clone().unwrap_or_else(|| {
+        // The Dovecot upstreams: one per protocol, all logging in as the
+        // master user.
+        let dovecot = |name: &str, protocol: &str, addr: &str, secret: &str, extra: &str| {
             format!(
-                "%{{file:{}}}%",
-                peers.str(&["dovecot", "master_secret_file"])
+                "[upstream.{name}]\nprotocol = \"{protocol}\"\naddress = \"{addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"{secret}\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n{extra}\n",
+                peers.str(&["dovecot", "master_user"]),
+                opts.imap_identity,
+                opts.connect_timeout,
             )
-        });
-        c.push_str(&format!(
-            "[upstream.dovecot]\naddress = \"{imap_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"{secret}\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n{}\n",
-            peers.str(&["dovecot", "master_user"]),
-            opts.imap_identity,
-            opts.connect_timeout,
-            opts.upstream_extra,
-        ));
+        };
+        let file_secret = format!(
+            "%{{file:{}}}%",
+            peers.str(&["dovecot", "master_secret_file"])
+        );
         let pop3_addr = opts
             .pop3_upstream
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{}", peers.port(&["dovecot", "pop3_port"])));
-        c.push_str(&format!(
-            "[upstream.dovecot-pop3]\nprotocol = \"pop3\"\naddress = \"{pop3_addr}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"%{{file:{}}}%\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n\n",
-            peers.str(&["dovecot", "master_user"]),
-            peers.str(&["dovecot", "master_secret_file"]),
-            opts.imap_identity,
-            opts.connect_timeout,
+        let sieve_addr = format!("127.0.0.1:{}", peers.port(&["dovecot", "managesieve_port"]));
+        let secret = opts
+            .imap_master_secret
+            .clone()
+            .unwrap_or_else(|| file_secret.clone());
+        c.push_str(&dovecot(
+            "dovecot",
+            "imap",
+            &imap_addr,
+            &secret,
+            &opts.upstream_extra,
         ));
-        c.push_str(&format!(
-            "[upstream.dovecot-sieve]\nprotocol = \"managesieve\"\naddress = \"127.0.0.1:{}\"\ntls = \"none\"\nlogin.method = \"master-user\"\nlogin.username = \"{}\"\nlogin.secret = \"{secret}\"\nidentity = \"{}\"\nconnect-timeout = \"{}\"\n{}\n",
-            peers.port(&["dovecot", "managesieve_port"]),
-            peers.str(&["dovecot", "master_user"]),
-            opts.imap_identity,
-            opts.connect_timeout,
-            opts.upstream_extra,
+        c.push_str(&dovecot(
+            "dovecot-pop3",
+            "pop3",
+            &pop3_addr,
+            &file_secret,
+            "",
+        ));
+        c.push_str(&dovecot(
+            "dovecot-sieve",
+            "managesieve",
+            &sieve_addr,
+            &secret,
+            &opts.upstream_extra,
         ));
         let smtp_port = peers.info["postfix"]["smtp_port"].as_u64().unwrap_or(1);
         c.push_str(&format!(
